@@ -1,0 +1,74 @@
+"""Alembic environment: async engine for sqlite+aiosqlite and postgresql+asyncpg.
+
+The URL is read from the environment through ``migrator.settings`` (or handed in by the runner as
+``sqlalchemy.url`` in the config attributes), never stored in alembic.ini.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from alembic import context
+from sqlalchemy import pool
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from migrator.models import metadata
+from migrator.settings import get_settings, to_async_url
+
+config = context.config
+
+
+def _database_url() -> str:
+    url = config.attributes.get("database_url") or get_settings().database_url.get_secret_value()
+    return to_async_url(url)
+
+
+def _ensure_sqlite_dir(url: str) -> None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def _configure(connection: Connection | None = None, url: str | None = None) -> None:
+    is_sqlite = (url or str(connection.engine.url)).startswith("sqlite")  # type: ignore[union-attr]
+    context.configure(
+        connection=connection,
+        url=url,
+        target_metadata=metadata,
+        render_as_batch=is_sqlite,
+        compare_type=True,
+        transaction_per_migration=True,
+        literal_binds=connection is None,
+    )
+
+
+def run_migrations_offline() -> None:
+    _configure(url=_database_url())
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def _run_sync(connection: Connection) -> None:
+    _configure(connection=connection)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def run_migrations_online() -> None:
+    url = _database_url()
+    _ensure_sqlite_dir(url)
+    engine = create_async_engine(url, poolclass=pool.NullPool)
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(_run_sync)
+            await connection.commit()
+    finally:
+        await engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    asyncio.run(run_migrations_online())

@@ -1,0 +1,19 @@
+"""dataset-migrator: bring the control plane and every dataset's vector database to schema head."""
+
+from __future__ import annotations
+
+import logging
+
+from migrator.errors import MigrationError, MigratorError
+from migrator.runner import run_startup_migrations
+from migrator.summary import DatasetOutcome, RunSummary
+
+logging.getLogger("migrator").addHandler(logging.NullHandler())
+
+__all__ = [
+    "DatasetOutcome",
+    "MigrationError",
+    "MigratorError",
+    "RunSummary",
+    "run_startup_migrations",
+]

@@ -1,0 +1,99 @@
+"""The ``migrator`` command. Each verb is a small function; ``main`` is the one place that turns
+errors into ``FAILED: <message>`` and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from migrator.errors import EXIT_RELATIONAL_FAILED, EXIT_USAGE, MigratorError, UsageError
+from migrator.logging_setup import configure_logging
+from migrator.settings import Settings, get_settings
+from migrator.urls import redact
+
+log = logging.getLogger("migrator.cli")
+
+EXIT_CODES_HELP = """exit codes:
+  0   everything is at head
+  1   the relational step (or the command itself) failed
+  2   some datasets failed or timed out; the others were migrated
+  3   busy: another run is in progress (enqueue --no-attach)
+  4   timed out waiting for a run (enqueue --wait --timeout)
+  64  bad usage
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from migrator.cli import datasets_cmd, history_cmd, run_cmd
+
+    parser = _Parser(
+        prog="migrator",
+        description="Bring the control-plane database and every dataset's vector database "
+        "to schema head.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+    for module in (run_cmd, history_cmd, datasets_cmd, *_optional_modules()):
+        module.register(commands)
+    return parser
+
+
+def _optional_modules() -> list[Any]:
+    """Command groups that live beside the core (the Celery triggers)."""
+    try:
+        from migrator.cli import enqueue_cmd
+    except ImportError:  # pragma: no cover - the Celery glue is part of this distribution
+        return []
+    return [enqueue_cmd]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings: Settings | None = None
+    try:
+        settings = get_settings()
+        args = build_parser().parse_args(argv)
+        configure_logging(settings)
+        code: int = args.handler(args, settings)
+        return code
+    except MigratorError as exc:
+        return _fail(exc, exc.exit_code, settings)
+    except FileNotFoundError as exc:
+        return _fail(exc, EXIT_RELATIONAL_FAILED, settings)
+    except KeyboardInterrupt:
+        print("FAILED: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the one place an unexpected error becomes an exit code
+        log.debug("unexpected error", exc_info=True)
+        return _fail(exc, EXIT_RELATIONAL_FAILED, settings, with_class=True)
+
+
+def _fail(
+    exc: BaseException, code: int, settings: Settings | None, *, with_class: bool = False
+) -> int:
+    message = f"{type(exc).__name__}: {exc}" if with_class else str(exc)
+    secrets = settings.secrets() if settings else []
+    print(f"FAILED: {redact(message, secrets)}", file=sys.stderr)
+    run_id = getattr(exc, "run_id", None)
+    if run_id and code != EXIT_USAGE:
+        print(f"run id: {run_id}", file=sys.stderr)
+    return code
+
+
+def run_async(coro: Any) -> Any:
+    """Sync edge: every command runs its coroutine on a fresh loop."""
+    return asyncio.run(coro)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

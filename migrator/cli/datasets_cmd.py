@@ -1,0 +1,113 @@
+"""``migrator datasets add|list|remove``: provision dataset databases in the control plane."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from migrator.cli.output import print_json, print_table
+from migrator.errors import EXIT_OK
+from migrator.settings import Settings
+
+
+def register(commands: Any) -> None:
+    from migrator.cli import _Parser
+
+    group = commands.add_parser(
+        "datasets",
+        help="add, list or remove dataset databases",
+        description="Provision dataset databases in the control plane.",
+    )
+    verbs = group.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    verbs.required = True
+
+    add = verbs.add_parser(
+        "add",
+        help="register a dataset and its vector database",
+        description="Register a dataset. LanceDB datasets get a directory under VECTOR_DB_URL "
+        "unless --url is given; pgvector needs --url postgresql://host:port/dbname (no "
+        "password: it comes from VECTOR_DB_PASSWORD).",
+    )
+    add.add_argument("name", help="dataset name (any text but control characters)")
+    add.add_argument("--provider", default="lancedb", help="vector provider (default lancedb)")
+    add.add_argument("--url", default=None, help="where the dataset's vector database lives")
+    add.add_argument("--owner", default="admin", help="owner recorded with the dataset")
+    add.add_argument("--json", action="store_true", help="print JSON")
+    add.set_defaults(handler=add_command)
+
+    listing = verbs.add_parser("list", help="list datasets", description="List datasets.")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(handler=list_command)
+
+    remove = verbs.add_parser(
+        "remove",
+        help="forget a dataset (its vector data stays on disk)",
+        description="Remove a dataset from the control plane. Its vector database is not deleted.",
+    )
+    remove.add_argument("dataset", metavar="ID_OR_NAME", help="dataset id or name")
+    remove.set_defaults(handler=remove_command)
+
+
+async def _ready(settings: Settings) -> None:
+    from migrator.relational import upgrade_to_head
+
+    await upgrade_to_head(settings)
+
+
+def add_command(args: argparse.Namespace, settings: Settings) -> int:
+    from migrator.cli import run_async
+    from migrator.datasets import add_dataset
+    from migrator.db import control_plane
+
+    async def add() -> Any:
+        await _ready(settings)
+        async with control_plane(settings) as engine:
+            return await add_dataset(
+                engine,
+                settings,
+                name=args.name,
+                provider=args.provider,
+                url=args.url,
+                owner=args.owner,
+            )
+
+    row = run_async(add())
+    if args.json:
+        print_json(row.to_dict())
+    else:
+        print(f"added dataset {row.id} {row.name!r} ({row.provider}) at {row.url}")
+    return EXIT_OK
+
+
+def list_command(args: argparse.Namespace, settings: Settings) -> int:
+    from migrator.cli import run_async
+    from migrator.datasets import list_datasets
+    from migrator.db import control_plane
+
+    async def fetch() -> Any:
+        await _ready(settings)
+        async with control_plane(settings) as engine:
+            return await list_datasets(engine)
+
+    rows = [r.to_dict() for r in run_async(fetch())]
+    if args.json:
+        print_json(rows)
+    else:
+        print_table(
+            rows, ["id", "name", "provider", "state", "vector_schema_version", "url", "last_error"]
+        )
+    return EXIT_OK
+
+
+def remove_command(args: argparse.Namespace, settings: Settings) -> int:
+    from migrator.cli import run_async
+    from migrator.datasets import remove_dataset
+    from migrator.db import control_plane
+
+    async def remove() -> Any:
+        async with control_plane(settings) as engine:
+            return await remove_dataset(engine, args.dataset)
+
+    row = run_async(remove())
+    print(f"removed dataset {row.id} {row.name!r}; its vector database at {row.url} was kept")
+    return EXIT_OK

@@ -1,0 +1,106 @@
+"""How commands print: JSON for machines, short tables for people, a progress bar on a terminal."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any, TextIO
+
+from migrator.summary import RunSummary
+
+MAX_FAILED_SHOWN = 20
+
+
+def print_json(data: Any, stream: TextIO | None = None) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True, default=str), file=stream or sys.stdout)
+
+
+def print_summary(summary: RunSummary, stream: TextIO | None = None) -> None:
+    out = stream or sys.stdout
+    c = summary.counts
+    print(
+        f"run {summary.run_id}: {summary.status} ({summary.trigger}) in {summary.duration_s:.2f}s",
+        file=out,
+    )
+    print(
+        f"  relational: {summary.relational_before or '(empty)'} -> {summary.relational_after}",
+        file=out,
+    )
+    print(
+        f"  datasets: total={c.get('total', 0)} succeeded={c.get('succeeded', 0)} "
+        f"failed={c.get('failed', 0)} timed_out={c.get('timed_out', 0)} "
+        f"skipped={c.get('skipped', 0)}",
+        file=out,
+    )
+    if summary.error:
+        print(f"  error: {summary.error}", file=out)
+    failed = [d for d in summary.datasets if d.status in ("failed", "timed_out")]
+    for outcome in failed[:MAX_FAILED_SHOWN]:
+        print(f"  {outcome.status}: {outcome.dataset_id}: {outcome.error}", file=out)
+    if len(failed) > MAX_FAILED_SHOWN:
+        print(
+            f"  ... and {len(failed) - MAX_FAILED_SHOWN} more (migrator status RUN_ID --json)",
+            file=out,
+        )
+    if c.get("total", 0) == 0 and not summary.error:
+        print("  nothing pending: every dataset database is at head", file=out)
+
+
+def print_table(
+    rows: list[dict[str, Any]], columns: list[str], stream: TextIO | None = None
+) -> None:
+    out = stream or sys.stdout
+    if not rows:
+        print("(none)", file=out)
+        return
+    cells = [{c: "" if r.get(c) is None else str(r[c]) for c in columns} for r in rows]
+    widths = {c: max(len(c), *(len(cell[c]) for cell in cells)) for c in columns}
+    print("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip(), file=out)
+    for cell in cells:
+        print("  ".join(cell[c].ljust(widths[c]) for c in columns).rstrip(), file=out)
+
+
+class Progress:
+    """A tqdm bar on a terminal; otherwise one line per update, at most one a second."""
+
+    def __init__(
+        self,
+        description: str,
+        *,
+        enabled: bool = True,
+        stream: TextIO | None = None,
+        min_interval_s: float = 1.0,
+    ) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.description = description
+        self.min_interval_s = min_interval_s
+        self._last_line_at = 0.0
+        self._bar: Any = None
+        if enabled and self.stream.isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(desc=description, total=0, unit="dataset", file=self.stream)
+
+    def update(self, done: int, total: int, failed: int) -> None:
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.total = total
+            self._bar.n = done
+            self._bar.set_postfix(failed=failed, refresh=False)
+            self._bar.refresh()
+            return
+        now = time.monotonic()
+        if done == total or now - self._last_line_at >= self.min_interval_s:
+            self._last_line_at = now
+            print(
+                f"{self.description}: {done}/{total} datasets done, {failed} failed",
+                file=self.stream,
+                flush=True,
+            )
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()

@@ -1,0 +1,94 @@
+"""``migrator run``: the whole job in this process, no broker."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from migrator.cli.output import Progress, print_json, print_summary
+from migrator.errors import EXIT_OK, EXIT_PARTIAL
+from migrator.settings import Settings
+from migrator.summary import RunSummary
+
+DEMO_DATASETS = ("demo-articles", "demo-support-tickets", "demo-product-docs")
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "run",
+        help="run every pending migration in this process (no broker)",
+        description="Upgrade the control plane to head, then migrate each dataset database "
+        "that needs it, in this process. Exit 0 all ok, 1 relational failure, 2 some datasets "
+        "failed.",
+    )
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument(
+        "--dataset",
+        dest="dataset_ids",
+        action="append",
+        metavar="ID",
+        help="only this dataset id (repeatable)",
+    )
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="open every dataset and read its own version record instead of trusting the cache",
+    )
+    parser.add_argument(
+        "--trigger",
+        choices=("api", "deploy", "admin"),
+        default="admin",
+        help="what to record as the run's trigger (default: admin)",
+    )
+    parser.add_argument("--requested-by", default=None, help="who asked, for the run record")
+    parser.add_argument("--no-progress", action="store_true", help="no progress output")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="first register a few demo LanceDB datasets when there are none",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from migrator.cli import run_async
+
+    summary: RunSummary = run_async(_run(args, settings))
+    if args.json:
+        print_json(summary.to_dict(datasets="failed" if len(summary.datasets) > 100 else "all"))
+    else:
+        print_summary(summary)
+    return EXIT_OK if summary.ok else EXIT_PARTIAL
+
+
+async def _run(args: argparse.Namespace, settings: Settings) -> RunSummary:
+    from migrator.runner import run_startup_migrations
+
+    progress = Progress("migrating", enabled=not args.no_progress)
+    try:
+        return await run_startup_migrations(
+            trigger=args.trigger,
+            requested_by=args.requested_by,
+            dataset_ids=args.dataset_ids,
+            verify=args.verify,
+            settings=settings,
+            on_progress=progress.update,
+            prepare=(lambda engine: seed_demo_datasets(engine, settings)) if args.demo else None,
+        )
+    finally:
+        progress.close()
+
+
+async def seed_demo_datasets(engine: AsyncEngine, settings: Settings) -> int:
+    """Register the demo datasets when the control plane has none; returns how many it added."""
+    from migrator.datasets import add_dataset, count_datasets
+
+    if await count_datasets(engine):
+        return 0
+    for name in DEMO_DATASETS:
+        await add_dataset(engine, settings, name=name, provider="lancedb", owner="demo")
+    print(f"demo: registered {len(DEMO_DATASETS)} LanceDB datasets", file=sys.stderr)
+    return len(DEMO_DATASETS)

@@ -1,0 +1,135 @@
+"""Migrate one dataset database and record the outcome. Used by the in-process runner and by the
+Celery subtask alike; it never raises for a dataset's own failure, it reports it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from migrator import records
+from migrator.datasets import load_target
+from migrator.settings import Settings
+from migrator.summary import DatasetOutcome
+from migrator.urls import redact
+from migrator.vector.base import DatasetTarget, StepFailed
+from migrator.vector.registry import adapter_factory
+
+log = logging.getLogger(__name__)
+
+MAX_ERROR_CHARS = 400
+
+
+def describe_error(exc: BaseException, settings: Settings) -> str:
+    """``ErrorClass: message``, secrets removed and cut short enough for a task result."""
+    cause = exc.cause if isinstance(exc, StepFailed) else exc
+    text = redact(f"{type(cause).__name__}: {cause}", settings.secrets())
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
+
+
+async def migrate_target(target: DatasetTarget, settings: Settings) -> DatasetOutcome:
+    """Open the target's adapter and bring it to head; every failure becomes an outcome."""
+    started = time.monotonic()
+    step = "open"
+    adapter = None
+    try:
+        adapter = adapter_factory(target.provider)(target, settings)
+        run_migrations = getattr(adapter, "run_migrations", None)
+        if run_migrations is None:
+            log.warning(
+                "Vector adapter %r has no run_migrations; skipping dataset %s.",
+                target.provider,
+                target.dataset_id,
+            )
+            return DatasetOutcome(
+                target.dataset_id, "skipped", error="adapter has no run_migrations"
+            )
+        step = "migrate"
+        async with asyncio.timeout(settings.dataset_timeout_s):
+            result = await run_migrations()
+        status = "succeeded"
+        outcome = DatasetOutcome(
+            target.dataset_id,
+            status,
+            result.version_before,
+            result.version_after,
+            _ms_since(started),
+        )
+    except TimeoutError:
+        outcome = DatasetOutcome(
+            target.dataset_id,
+            "timed_out",
+            duration_ms=_ms_since(started),
+            error=f"TimeoutError: exceeded dataset_timeout_s={settings.dataset_timeout_s:g}",
+            step=step,
+        )
+    except Exception as exc:  # one dataset's failure must never stop the others
+        outcome = DatasetOutcome(
+            target.dataset_id,
+            "failed",
+            duration_ms=_ms_since(started),
+            error=describe_error(exc, settings),
+            step=exc.step if isinstance(exc, StepFailed) else step,
+        )
+    finally:
+        if adapter is not None:
+            await _close_quietly(adapter, target)
+    log_outcome(outcome)
+    return outcome
+
+
+async def migrate_dataset(
+    engine: AsyncEngine, settings: Settings, run_id: str, dataset_id: str
+) -> DatasetOutcome:
+    """Migrate a registered dataset within a run, recording start and end in the control plane."""
+    await records.mark_dataset_running(engine, run_id, dataset_id, None)
+    try:
+        target = await load_target(engine, dataset_id)
+    except Exception as exc:
+        outcome = DatasetOutcome(
+            dataset_id, "failed", error=describe_error(exc, settings), step="load"
+        )
+        log_outcome(outcome)
+    else:
+        outcome = await migrate_target(target, settings)
+    await records.mark_dataset_done(engine, run_id, outcome)
+    return outcome
+
+
+def log_outcome(outcome: DatasetOutcome) -> None:
+    """One greppable line per dataset: id, from->to, duration, error class."""
+    if outcome.status == "succeeded":
+        log.info(
+            "dataset=%s status=succeeded version=%s->%s duration_ms=%d",
+            outcome.dataset_id,
+            outcome.version_before,
+            outcome.version_after,
+            outcome.duration_ms,
+        )
+    elif outcome.status == "skipped":
+        log.info("dataset=%s status=skipped reason=%s", outcome.dataset_id, outcome.error)
+    else:
+        log.error(
+            "dataset=%s status=%s step=%s duration_ms=%d error=%s",
+            outcome.dataset_id,
+            outcome.status,
+            outcome.step,
+            outcome.duration_ms,
+            outcome.error,
+        )
+
+
+async def _close_quietly(adapter: object, target: DatasetTarget) -> None:
+    close = getattr(adapter, "close", None)
+    if close is None:
+        return
+    try:
+        await close()
+    except Exception:
+        log.warning("dataset=%s closing its adapter failed", target.dataset_id, exc_info=True)
+
+
+def _ms_since(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)

@@ -1,0 +1,222 @@
+"""The dataset registry in the control plane: provision, list, remove, and pick what needs work."""
+
+from __future__ import annotations
+
+import unicodedata
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from migrator.constants import DEFAULT_ENGINE_ID
+from migrator.errors import DatasetNotFoundError, UsageError
+from migrator.models import dataset_databases, datasets
+from migrator.records import utcnow
+from migrator.settings import Settings
+from migrator.vector.base import DatasetTarget
+from migrator.vector.registry import adapter_factory
+from migrator.vector.schema import HEAD_VERSION
+
+MAX_NAME_CHARS = 255
+ID_BATCH = 500
+
+
+@dataclass(frozen=True)
+class DatasetRow:
+    id: str
+    name: str
+    owner: str
+    provider: str
+    url: str
+    state: str
+    vector_schema_version: int
+    last_migrated_at: datetime | None
+    last_error: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.__dict__.copy()
+        data["last_migrated_at"] = (
+            self.last_migrated_at.isoformat() if self.last_migrated_at else None
+        )
+        return data
+
+
+def validate_name(name: str) -> str:
+    """Dataset names are free text but never control characters; quotes and ';' are fine."""
+    if not name or not name.strip():
+        raise UsageError("dataset name must not be empty")
+    if len(name) > MAX_NAME_CHARS:
+        raise UsageError(f"dataset name is {len(name)} characters; at most {MAX_NAME_CHARS}")
+    bad = [c for c in name if unicodedata.category(c) in ("Cc", "Cs")]
+    if bad:
+        raise UsageError(f"dataset name contains control character(s) {bad!r}")
+    return name
+
+
+def validate_dataset_id(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise UsageError(f"dataset id {value!r} is not a UUID") from exc
+
+
+async def add_dataset(
+    engine: AsyncEngine,
+    settings: Settings,
+    *,
+    name: str,
+    provider: str,
+    url: str | None = None,
+    owner: str = "admin",
+    state: str = "active",
+) -> DatasetRow:
+    """Register a dataset and where its vector database lives. No credential is stored."""
+    name = validate_name(name)
+    adapter_cls = adapter_factory(provider)
+    dataset_id = str(uuid.uuid4())
+    if url is None:
+        if provider != "lancedb":
+            raise UsageError(f"provider {provider!r} needs --url")
+        url = f"{settings.vector_db_url.rstrip('/')}/{dataset_id}"
+    normalise = getattr(adapter_cls, "normalise_url", None)
+    url, server_key = normalise(url) if normalise else (url, "")
+    now = utcnow()
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                datasets.insert().values(id=dataset_id, name=name, owner=owner, created_at=now)
+            )
+            await conn.execute(
+                dataset_databases.insert().values(
+                    dataset_id=dataset_id,
+                    vector_provider=provider,
+                    url=url,
+                    connection_info={},
+                    vector_schema_version=0,
+                    state=state,
+                    server_key=server_key,
+                )
+            )
+    except IntegrityError as exc:
+        raise UsageError(f"a dataset named {name!r} already exists") from exc
+    return DatasetRow(dataset_id, name, owner, provider, url, state, 0, None, None)
+
+
+def _select_rows() -> sa.Select[Any]:
+    return sa.select(
+        datasets.c.id,
+        datasets.c.name,
+        datasets.c.owner,
+        dataset_databases.c.vector_provider.label("provider"),
+        dataset_databases.c.url,
+        dataset_databases.c.state,
+        dataset_databases.c.vector_schema_version,
+        dataset_databases.c.last_migrated_at,
+        dataset_databases.c.last_error,
+    ).join(dataset_databases, dataset_databases.c.dataset_id == datasets.c.id)
+
+
+async def list_datasets(engine: AsyncEngine) -> list[DatasetRow]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(_select_rows().order_by(datasets.c.created_at, datasets.c.name))
+        return [DatasetRow(**row._mapping) for row in rows]
+
+
+async def find_dataset(engine: AsyncEngine, id_or_name: str) -> DatasetRow:
+    column = datasets.c.name
+    try:
+        id_or_name = str(uuid.UUID(id_or_name))
+        column = datasets.c.id
+    except ValueError:
+        pass
+    async with engine.connect() as conn:
+        row = (await conn.execute(_select_rows().where(column == id_or_name))).first()
+    if row is None:
+        raise DatasetNotFoundError(f"no dataset with id or name {id_or_name!r}")
+    return DatasetRow(**row._mapping)
+
+
+async def remove_dataset(engine: AsyncEngine, id_or_name: str) -> DatasetRow:
+    """Forget a dataset in the control plane. Its vector database is left untouched on disk."""
+    row = await find_dataset(engine, id_or_name)
+    async with engine.begin() as conn:
+        await conn.execute(datasets.delete().where(datasets.c.id == row.id))
+        await conn.execute(
+            dataset_databases.delete().where(dataset_databases.c.dataset_id == row.id)
+        )
+    return row
+
+
+async def count_datasets(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int(
+            await conn.scalar(sa.select(sa.func.count()).select_from(dataset_databases)) or 0
+        )
+
+
+async def select_pending(
+    engine: AsyncEngine, *, dataset_ids: Sequence[str] | None = None, verify: bool = False
+) -> list[str]:
+    """Active datasets whose cached version is behind head; with ``verify``, every active one.
+
+    ``dataset_ids`` narrows the choice; an id that is not registered is an error, not a skip.
+    """
+    query = sa.select(dataset_databases.c.dataset_id).where(dataset_databases.c.state == "active")
+    if not verify and dataset_ids is None:
+        query = query.where(dataset_databases.c.vector_schema_version < HEAD_VERSION)
+    async with engine.connect() as conn:
+        if dataset_ids is None:
+            return list((await conn.scalars(query.order_by(dataset_databases.c.dataset_id))).all())
+        wanted = list(dict.fromkeys(validate_dataset_id(d) for d in dataset_ids))
+        found: set[str] = set()
+        for start in range(0, len(wanted), ID_BATCH):
+            batch = wanted[start : start + ID_BATCH]
+            found.update(
+                await conn.scalars(
+                    sa.select(dataset_databases.c.dataset_id).where(
+                        dataset_databases.c.dataset_id.in_(batch)
+                    )
+                )
+            )
+    missing = [d for d in wanted if d not in found]
+    if missing:
+        shown = ", ".join(missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
+        raise DatasetNotFoundError(f"unknown dataset id(s): {shown}")
+    return wanted
+
+
+async def load_target(engine: AsyncEngine, dataset_id: str) -> DatasetTarget:
+    """Connection details for one dataset, read from the control plane (never from a message)."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                sa.select(
+                    datasets.c.name,
+                    dataset_databases.c.vector_provider,
+                    dataset_databases.c.url,
+                    dataset_databases.c.connection_info,
+                )
+                .join(dataset_databases, dataset_databases.c.dataset_id == datasets.c.id)
+                .where(datasets.c.id == dataset_id)
+            )
+        ).first()
+    if row is None:
+        raise DatasetNotFoundError(f"no dataset with id {dataset_id!r}")
+    return DatasetTarget(
+        dataset_id, row.name, row.vector_provider, row.url, row.connection_info or {}
+    )
+
+
+def default_engine_target(settings: Settings) -> DatasetTarget:
+    """The single vector engine used when backend access control is off."""
+    url = settings.vector_db_url
+    if settings.vector_db_provider == "lancedb":
+        url = f"{url.rstrip('/')}/{DEFAULT_ENGINE_ID}"
+    return DatasetTarget(DEFAULT_ENGINE_ID, DEFAULT_ENGINE_ID, settings.vector_db_provider, url)

@@ -1,0 +1,57 @@
+"""Control-plane engines. Made inside the loop that uses them and disposed with it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from migrator.settings import Settings
+
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers (status, progress) run beside the runner's writes.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def make_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
+    """An async engine for the control plane; the caller disposes it before its loop ends."""
+    url = settings.database_url.get_secret_value()
+    if settings.is_sqlite:
+        database = make_url(url).database
+        if database and database != ":memory:":
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(
+            url,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S},
+            **kwargs,
+        )
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(
+        url,
+        pool_size=settings.migration_concurrency,
+        pool_pre_ping=True,
+        connect_args={"timeout": settings.connect_timeout_s},
+        **kwargs,
+    )
+
+
+@asynccontextmanager
+async def control_plane(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(settings)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()

@@ -1,0 +1,114 @@
+"""Every error this project raises on purpose. Each carries the context needed to act on it.
+
+``FileNotFoundError`` (alembic.ini or the migrations folder missing) is the built-in one, as the
+upstream contract says; everything else derives from ``MigratorError``.
+"""
+
+from __future__ import annotations
+
+# Exit codes of the CLI; the dispatcher reads ``exit_code`` off the error.
+EXIT_OK = 0
+EXIT_RELATIONAL_FAILED = 1
+EXIT_PARTIAL = 2
+EXIT_BUSY = 3
+EXIT_WAIT_TIMEOUT = 4
+EXIT_USAGE = 64
+
+
+class MigratorError(Exception):
+    """Raised when the migrator cannot do what was asked; base of every project error."""
+
+    exit_code = EXIT_RELATIONAL_FAILED
+
+
+class UsageError(MigratorError):
+    """Raised when a command's arguments or an input value are invalid."""
+
+    exit_code = EXIT_USAGE
+
+
+class MigrationError(MigratorError):
+    """Raised when Alembic fails; ``output`` holds Alembic's own output (passwords removed)."""
+
+    def __init__(self, message: str, *, output: str = "", returncode: int | None = None) -> None:
+        super().__init__(message)
+        self.output = output
+        self.returncode = returncode
+
+
+class LockTimeoutError(MigratorError):
+    """Raised when another process held the relational migration lock for too long."""
+
+    def __init__(self, lock_name: str, waited_s: float) -> None:
+        super().__init__(f"gave up waiting {waited_s:.0f}s for migration lock {lock_name!r}")
+        self.lock_name = lock_name
+        self.waited_s = waited_s
+
+
+class ControlPlaneNotReadyError(MigratorError):
+    """Raised when the control-plane tables are missing (the relational step never ran)."""
+
+
+class DatasetError(MigratorError):
+    """Raised when one dataset database cannot be migrated; carries the dataset and the step."""
+
+    def __init__(self, dataset_id: str, step: str, message: str) -> None:
+        super().__init__(f"dataset {dataset_id} failed at {step}: {message}")
+        self.dataset_id = dataset_id
+        self.step = step
+
+
+class UnknownProviderError(MigratorError):
+    """Raised when no vector adapter is registered under a provider name."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, provider: str, known: list[str]) -> None:
+        super().__init__(
+            f"unknown vector provider {provider!r}; registered: {', '.join(sorted(known)) or '-'}"
+        )
+        self.provider = provider
+        self.known = known
+
+
+class BadDatasetURLError(MigratorError):
+    """Raised when a dataset database URL cannot be used by its adapter."""
+
+    exit_code = EXIT_USAGE
+
+
+class VectorExtensionUnavailableError(MigratorError):
+    """Raised when a PostgreSQL server cannot provide the ``vector`` extension."""
+
+
+class DatasetNotFoundError(MigratorError):
+    """Raised when a dataset id or name is not in the control plane."""
+
+    exit_code = EXIT_USAGE
+
+
+class RunNotFoundError(MigratorError):
+    """Raised when a migration run id is not in the control plane."""
+
+    exit_code = EXIT_USAGE
+
+
+class RunBusyError(MigratorError):
+    """Raised when another run holds the run lock and the caller chose not to attach."""
+
+    exit_code = EXIT_BUSY
+
+    def __init__(self, run_id: str | None) -> None:
+        super().__init__(f"another migration run is in progress: {run_id or 'unknown id'}")
+        self.run_id = run_id
+
+
+class WaitTimeoutError(MigratorError):
+    """Raised when a caller's wait for a run ends before the run does."""
+
+    exit_code = EXIT_WAIT_TIMEOUT
+
+    def __init__(self, run_id: str, timeout_s: float) -> None:
+        super().__init__(f"run {run_id} still running after waiting {timeout_s:.0f}s")
+        self.run_id = run_id
+        self.timeout_s = timeout_s

@@ -1,0 +1,39 @@
+"""Logging for the CLI and the worker: one format, LOG_LEVEL, secrets removed from every line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from migrator.settings import Settings
+from migrator.urls import redact
+
+FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s"
+
+
+class RedactingFormatter(logging.Formatter):
+    """Formats, then removes URL passwords and known secret values from the whole line."""
+
+    def __init__(self, secrets: list[str], fmt: str = FORMAT) -> None:
+        super().__init__(fmt)
+        self.secrets = secrets
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record), self.secrets)
+
+
+def configure_logging(settings: Settings) -> None:
+    level = logging.getLevelName(settings.log_level.upper())
+    if not isinstance(level, int):
+        level = logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter(settings.secrets()))
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # Third-party chatter stays at WARNING even under DEBUG: statement logs would drown the
+    # Alembic output that DEBUG is for.
+    for name in ("sqlalchemy", "aiosqlite", "asyncio", "filelock", "lance", "lancedb", "kombu"):
+        logging.getLogger(name).setLevel(logging.WARNING)

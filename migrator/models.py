@@ -1,0 +1,98 @@
+"""Control-plane tables: the head shape Alembic builds, for ``alembic check``."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+DATASET_STATES = ("active", "provisioning", "quarantined")
+RUN_TRIGGERS = ("deploy", "beat", "admin", "api")
+RUN_STATUSES = ("running", "succeeded", "partial", "failed")
+DATASET_RUN_STATUSES = ("pending", "running", "succeeded", "failed", "skipped", "timed_out")
+
+datasets = sa.Table(
+    "datasets",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False, unique=True),
+    sa.Column("owner", sa.String(255), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+dataset_databases = sa.Table(
+    "dataset_databases",
+    metadata,
+    sa.Column(
+        "dataset_id",
+        sa.String(36),
+        sa.ForeignKey("datasets.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("vector_provider", sa.String(64), nullable=False),
+    sa.Column("url", sa.Text(), nullable=False),
+    sa.Column("connection_info", sa.JSON(), nullable=False),
+    sa.Column("vector_schema_version", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("state", sa.String(16), nullable=False, server_default="active"),
+    sa.Column("last_migrated_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("server_key", sa.String(255), nullable=False, server_default=""),
+    sa.CheckConstraint(f"state IN {DATASET_STATES!r}", name="state"),
+    sa.Index("ix_dataset_databases_version_state", "vector_schema_version", "state"),
+)
+
+migration_runs = sa.Table(
+    "migration_runs",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("trigger", sa.String(16), nullable=False),
+    sa.Column("requested_by", sa.String(255), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("relational_before", sa.String(64), nullable=True),
+    sa.Column("relational_after", sa.String(64), nullable=True),
+    sa.Column("total_count", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("succeeded_count", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("failed_count", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("skipped_count", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("celery_task_id", sa.String(155), nullable=True),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("options", sa.JSON(), nullable=True),
+    sa.Column("last_progress_at", sa.DateTime(timezone=True), nullable=True),
+    sa.CheckConstraint(f"trigger IN {RUN_TRIGGERS!r}", name="trigger"),
+    sa.CheckConstraint(f"status IN {RUN_STATUSES!r}", name="status"),
+    sa.Index("ix_migration_runs_started_at", "started_at"),
+    sa.Index("ix_migration_runs_status", "status"),
+)
+
+migration_run_datasets = sa.Table(
+    "migration_run_datasets",
+    metadata,
+    sa.Column(
+        "run_id",
+        sa.String(36),
+        sa.ForeignKey("migration_runs.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    # No foreign key to datasets: history outlives a removed dataset.
+    sa.Column("dataset_id", sa.String(36), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("version_before", sa.Integer(), nullable=True),
+    sa.Column("version_after", sa.Integer(), nullable=True),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("duration_ms", sa.Integer(), nullable=True),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.CheckConstraint(f"status IN {DATASET_RUN_STATUSES!r}", name="status"),
+    sa.Index("ix_migration_run_datasets_status", "run_id", "status"),
+)

@@ -1,0 +1,109 @@
+"""The one settings object. Every field is an environment variable documented in the README."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def to_async_url(url: str) -> str:
+    """Normalise a database URL to the async driver this project uses for it."""
+    for plain, driver in (
+        ("postgres://", "postgresql+asyncpg://"),
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgresql+psycopg2://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if url.startswith(plain):
+            return driver + url[len(plain) :]
+    return url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    data_dir: Path = Field(Path("./.data"), description="Root of the embedded default's files.")
+    database_url: SecretStr = Field(
+        SecretStr("sqlite+aiosqlite:///./.data/migrator.db"),
+        description="Control-plane database; sqlite:// and postgresql:// are normalised to async.",
+    )
+    alembic_config: Path = Field(
+        PROJECT_ROOT / "alembic.ini", description="Path of alembic.ini for the control plane."
+    )
+    log_level: str = Field("INFO", description="DEBUG shows the full Alembic output of every run.")
+    enable_backend_access_control: bool = Field(
+        True, description="true: migrate every dataset database; false: only the default engine."
+    )
+
+    vector_db_provider: str = Field("lancedb", description="Provider of the default vector engine.")
+    vector_db_url: str = Field(
+        "./.data/vector",
+        description="LanceDB root (a directory per dataset) or default engine URL.",
+    )
+    vector_dimension: int = Field(384, ge=1, le=16000, description="Vector width of collections.")
+    vector_db_username: str = Field("postgres", description="User for pgvector dataset servers.")
+    vector_db_password: SecretStr = Field(
+        SecretStr(""), description="Password for pgvector dataset servers; never stored in rows."
+    )
+
+    migration_concurrency: int = Field(8, ge=1, le=256, description="Datasets migrated at once.")
+    per_server_concurrency: int = Field(
+        8, ge=1, le=256, description="Concurrent migrations against one database server."
+    )
+    dataset_timeout_s: float = Field(300.0, gt=0, description="Hard limit for one dataset.")
+    relational_lock_timeout_s: float = Field(
+        600.0, gt=0, description="How long to wait for another process's relational upgrade."
+    )
+    connect_timeout_s: float = Field(10.0, gt=0, description="Timeout to open a dataset database.")
+
+    redis_url: SecretStr = Field(
+        SecretStr("redis://127.0.0.1:6379/0"), description="Celery broker, result backend, locks."
+    )
+    migration_check_interval_s: float = Field(
+        300.0, gt=0, description="How often celery beat runs the scheduled check."
+    )
+    migration_check_action: Literal["report", "enqueue"] = Field(
+        "report", description="What the scheduled check does when it finds work."
+    )
+    dataset_soft_time_limit_s: float = Field(
+        240.0, gt=0, description="Celery soft limit of one dataset subtask (recorded timed_out)."
+    )
+    dataset_time_limit_s: float = Field(
+        300.0, gt=0, description="Celery hard limit of one dataset subtask."
+    )
+    redis_visibility_timeout_s: float = Field(
+        3600.0, gt=0, description="Redis redelivers an unacknowledged task after this long."
+    )
+    run_stale_after_s: float = Field(
+        900.0, gt=0, description="A running run without progress for this long is stale."
+    )
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _async_driver(cls, value: object) -> object:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        return to_async_url(raw) if isinstance(raw, str) else value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.get_secret_value().startswith("sqlite")
+
+    def secrets(self) -> list[str]:
+        """Every secret value this process knows, for log and output redaction."""
+        from migrator.urls import password_of
+
+        found = [self.vector_db_password.get_secret_value()]
+        found += [password_of(u.get_secret_value()) for u in (self.database_url, self.redis_url)]
+        return [s for s in found if s]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Read the environment once; tests call ``get_settings.cache_clear()`` after changing it."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Vector side: the versioned schema, the adapter interface and the adapter registry."""

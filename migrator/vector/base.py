@@ -1,0 +1,100 @@
+"""The adapter interface. ``run_migrations`` is optional: an adapter without it is skipped."""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from migrator.settings import Settings
+from migrator.vector.schema import HEAD_VERSION, VectorStep, steps_after
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DatasetTarget:
+    """One dataset database as the control plane describes it: no secrets in here."""
+
+    dataset_id: str
+    name: str
+    provider: str
+    url: str
+    connection_info: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MigrationSteps:
+    """What ``run_migrations`` did: versions before and after, and the steps it applied."""
+
+    version_before: int
+    version_after: int
+    applied: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class VectorAdapter(Protocol):
+    """What the runner needs of an adapter. ``run_migrations`` may be absent."""
+
+    async def read_version(self) -> int: ...
+
+    async def close(self) -> None: ...
+
+
+class StepFailed(Exception):
+    """Raised by an adapter when one step fails; names the step for the run record."""
+
+    def __init__(self, step: str, cause: BaseException) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.step = step
+        self.cause = cause
+
+
+class VersionedAdapter(ABC):
+    """Base for adapters that keep a version record and apply ``schema.STEPS`` in order.
+
+    Subclasses make each step atomic and idempotent; this class decides which steps to run,
+    under the adapter's per-dataset lock so two processes never migrate one dataset at once.
+    """
+
+    def __init__(self, target: DatasetTarget, settings: Settings) -> None:
+        self.target = target
+        self.settings = settings
+
+    @classmethod
+    def normalise_url(cls, url: str) -> tuple[str, str]:
+        """Validate a dataset URL; return it normalised and the key of the server it is on."""
+        return url, ""
+
+    @abstractmethod
+    async def read_version(self) -> int:
+        """The version the dataset database records; 0 when it records none."""
+
+    @abstractmethod
+    async def apply_step(self, step: VectorStep) -> None:
+        """Apply one step and record it, atomically; re-applying an applied step is a no-op."""
+
+    @abstractmethod
+    def dataset_lock(self) -> Any:
+        """An async context manager held while migrating, across processes."""
+
+    async def run_migrations(self, target_version: int = HEAD_VERSION) -> MigrationSteps:
+        async with self.dataset_lock():
+            before = await self.read_version()
+            applied: list[str] = []
+            for step in steps_after(before):
+                if step.version > target_version:
+                    break
+                try:
+                    await self.apply_step(step)
+                except Exception as exc:
+                    raise StepFailed(step.name, exc) from exc
+                applied.append(step.name)
+                log.debug("Dataset %s: applied vector step %s.", self.target.dataset_id, step.name)
+            after = await self.read_version()
+        return MigrationSteps(before, after, tuple(applied))
+
+    async def close(self) -> None:
+        return None

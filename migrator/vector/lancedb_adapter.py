@@ -1,0 +1,139 @@
+"""LanceDB: the embedded default, one directory per dataset.
+
+Every step is one LanceDB commit followed by a version row. A crash between the two leaves the
+change without its row; the step then finds its work done and only writes the row. Data is never
+read into memory and written back: columns are added in place, indexes built beside the data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import filelock
+import lancedb
+import pyarrow as pa
+
+from migrator.constants import COLLECTION_NAME, VECTOR_VERSION_TABLE
+from migrator.errors import BadDatasetURLError
+from migrator.vector.base import VersionedAdapter
+from migrator.vector.schema import VectorStep
+
+log = logging.getLogger(__name__)
+
+VERSION_SCHEMA = pa.schema(
+    [
+        pa.field("version", pa.int32(), nullable=False),
+        pa.field("name", pa.string(), nullable=False),
+        pa.field("applied_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+LOCK_FILE = ".migrator.lock"
+
+
+def collection_schema(dimension: int) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field("id", pa.string(), nullable=False),
+            pa.field("payload", pa.string()),
+            pa.field("vector", pa.list_(pa.float32(), dimension)),
+        ]
+    )
+
+
+class LanceDBAdapter(VersionedAdapter):
+    provider = "lancedb"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.path = Path(self.normalise_url(self.target.url)[0])
+        self._db: Any = None
+
+    @classmethod
+    def normalise_url(cls, url: str) -> tuple[str, str]:
+        raw = url.removeprefix("file://")
+        if not raw or "\x00" in raw or "://" in raw:
+            raise BadDatasetURLError(f"lancedb URL must be a local directory path, got {url!r}")
+        path = Path(raw).expanduser().resolve()
+        if path.exists() and not path.is_dir():
+            raise BadDatasetURLError(f"lancedb path {path} exists and is not a directory")
+        return str(path), "local"
+
+    async def _connect(self) -> Any:
+        if self._db is None:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._db = await lancedb.connect_async(str(self.path))
+        return self._db
+
+    async def _table_names(self) -> set[str]:
+        db = await self._connect()
+        names: list[str] = []
+        page_token: str | None = None
+        while True:
+            response = await db.list_tables(page_token=page_token)
+            names.extend(response.tables)
+            page_token = response.page_token
+            if not page_token:
+                return set(names)
+
+    @asynccontextmanager
+    async def dataset_lock(self) -> AsyncIterator[None]:
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(str(self.path / LOCK_FILE))
+        await asyncio.to_thread(lock.acquire, timeout=self.settings.dataset_timeout_s)
+        try:
+            yield
+        finally:
+            lock.release()
+
+    async def read_version(self) -> int:
+        if not self.path.is_dir():
+            return 0
+        if VECTOR_VERSION_TABLE not in await self._table_names():
+            return 0
+        table = await (await self._connect()).open_table(VECTOR_VERSION_TABLE)
+        rows = (await table.query().select(["version"]).to_arrow()).column("version").to_pylist()
+        return max(rows, default=0)
+
+    async def apply_step(self, step: VectorStep) -> None:
+        db = await self._connect()
+        names = await self._table_names()
+        if VECTOR_VERSION_TABLE not in names:
+            await db.create_table(VECTOR_VERSION_TABLE, schema=VERSION_SCHEMA, exist_ok=True)
+        if step.version == 1:
+            if COLLECTION_NAME not in names:
+                schema = collection_schema(self.settings.vector_dimension)
+                await db.create_table(COLLECTION_NAME, schema=schema, exist_ok=True)
+        elif step.version == 2:
+            table = await db.open_table(COLLECTION_NAME)
+            have = set((await table.schema()).names)
+            wanted = {
+                "created_at": "CAST(NULL AS TIMESTAMP)",
+                "is_deleted": "CAST(false AS BOOLEAN)",
+            }
+            missing = {name: sql for name, sql in wanted.items() if name not in have}
+            if missing:
+                await table.add_columns(missing)
+        elif step.version == 3:
+            table = await db.open_table(COLLECTION_NAME)
+            indexed = {tuple(ix.columns) for ix in await table.list_indices()}
+            if ("id",) not in indexed:
+                await table.create_index("id", config=lancedb.index.BTree(), replace=True)
+        else:
+            raise NotImplementedError(f"lancedb adapter has no step {step.version} ({step.name})")
+        await self._record(step)
+
+    async def _record(self, step: VectorStep) -> None:
+        table = await (await self._connect()).open_table(VECTOR_VERSION_TABLE)
+        row = {"version": step.version, "name": step.name, "applied_at": datetime.now(UTC)}
+        await table.add(pa.Table.from_pylist([row], schema=VERSION_SCHEMA))
+
+    async def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
