@@ -1,0 +1,73 @@
+"""Fixtures shared by every test: a settings environment on real files, fresh Postgres databases.
+
+Each factory closes or drops what it made. Services are real: SQLite files under tmp_path, the
+PostgreSQL on 127.0.0.1:5432 (started by scripts/test when it is down).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from migrator.settings import Settings, get_settings
+
+PG_ADMIN_DSN = os.environ.get("TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_HOST_URL = os.environ.get("TEST_PG_URL_PREFIX", "postgresql://postgres@127.0.0.1:5432")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Settings]:
+    """Point every setting at files under tmp_path; keyword overrides become env variables."""
+
+    def make(**overrides: object) -> Settings:
+        env = {
+            "DATA_DIR": str(tmp_path / "data"),
+            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'data' / 'control.db'}",
+            "VECTOR_DB_URL": str(tmp_path / "data" / "vector"),
+            "VECTOR_DIMENSION": "8",
+            "LOG_LEVEL": "INFO",
+        }
+        env.update({k.upper(): str(v) for k, v in overrides.items()})
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        get_settings.cache_clear()
+        return get_settings()
+
+    yield make
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def pg_database() -> Iterator[Callable[[], str]]:
+    """Factory: a new, empty database on the local PostgreSQL; returns its URL. Dropped after."""
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"migrator_test_{uuid.uuid4().hex[:12]}"
+        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+        made.append(name)
+        return f"{PG_HOST_URL}/{name}"
+
+    yield make
+    for name in made:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
