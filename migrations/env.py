@@ -7,6 +7,7 @@ The URL is read from the environment through ``migrator.settings`` (or handed in
 from __future__ import annotations
 
 import asyncio
+from logging.config import fileConfig
 from pathlib import Path
 
 from alembic import context
@@ -18,6 +19,11 @@ from migrator.models import metadata
 from migrator.settings import get_settings, to_async_url
 
 config = context.config
+
+# The plain `alembic` CLI (and the runner's child process) logs per alembic.ini; callers inside a
+# configured process (tests, the migrator itself) set configure_logger=False to keep theirs.
+if config.config_file_name and config.attributes.get("configure_logger", True):
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
 def _database_url() -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ def alembic_config(settings: Settings) -> Config:
     if not ini_path.is_file():
         raise FileNotFoundError(f"alembic.ini not found at {ini_path}")
     config = Config(str(ini_path))
+    config.attributes["configure_logger"] = False
     script_location = config.get_main_option("script_location")
     if not script_location:
         raise FileNotFoundError(f"{ini_path} sets no script_location for the migrations folder")
@@ -129,8 +131,15 @@ async def _run_alembic_upgrade(config: Config, settings: Settings) -> str:
     return output
 
 
+_EXCEPTION_LINE = re.compile(r"^[\w.]+(Error|Exception)\b")
+
+
 def _last_meaningful_line(output: str) -> str:
+    """The exception line of a traceback (SQLAlchemy appends hints after it), else the last."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if _EXCEPTION_LINE.match(line):
+            return line
     return lines[-1] if lines else "no output"
 
 

@@ -93,7 +93,3 @@ def _fail(
 def run_async(coro: Any) -> Any:
     """Sync edge: every command runs its coroutine on a fresh loop."""
     return asyncio.run(coro)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
