@@ -28,7 +28,6 @@ def to_async_url(url: str) -> str:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 
-    data_dir: Path = Field(Path("./.data"), description="Root of the embedded default's files.")
     database_url: SecretStr = Field(
         SecretStr("sqlite+aiosqlite:///./.data/migrator.db"),
         description="Control-plane database; sqlite:// and postgresql:// are normalised to async.",

@@ -28,7 +28,6 @@ def make_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[.
 
     def make(**overrides: object) -> Settings:
         env = {
-            "DATA_DIR": str(tmp_path / "data"),
             "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'data' / 'control.db'}",
             "VECTOR_DB_URL": str(tmp_path / "data" / "vector"),
             "VECTOR_DIMENSION": "8",
