@@ -66,12 +66,15 @@ async def migrate_target(target: DatasetTarget, settings: Settings) -> DatasetOu
             step=step,
         )
     except Exception as exc:  # one dataset's failure must never stop the others
+        failed = exc if isinstance(exc, StepFailed) else None
         outcome = DatasetOutcome(
             target.dataset_id,
             "failed",
+            version_before=failed.version_before if failed else None,
+            version_after=failed.version_after if failed else None,
             duration_ms=_ms_since(started),
             error=describe_error(exc, settings),
-            step=exc.step if isinstance(exc, StepFailed) else step,
+            step=failed.step if failed else step,
         )
     finally:
         if adapter is not None:

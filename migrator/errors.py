@@ -37,7 +37,7 @@ class MigrationError(MigratorError):
 
 
 class LockTimeoutError(MigratorError):
-    """Raised when another process held the relational migration lock for too long."""
+    """Raised when another process held a migration lock (relational or one dataset's) too long."""
 
     def __init__(self, lock_name: str, waited_s: float) -> None:
         super().__init__(f"gave up waiting {waited_s:.0f}s for migration lock {lock_name!r}")
@@ -81,6 +81,10 @@ class VectorExtensionUnavailableError(MigratorError):
     """Raised when a PostgreSQL server cannot provide the ``vector`` extension."""
 
 
+class VectorDatabaseUnreachableError(MigratorError):
+    """Raised when a dataset's vector database server cannot be reached or refuses the login."""
+
+
 class DatasetNotFoundError(MigratorError):
     """Raised when a dataset id or name is not in the control plane."""
 
@@ -101,6 +105,66 @@ class RunBusyError(MigratorError):
     def __init__(self, run_id: str | None) -> None:
         super().__init__(f"another migration run is in progress: {run_id or 'unknown id'}")
         self.run_id = run_id
+
+
+class WorkerConfigError(MigratorError):
+    """Raised when the Celery worker's settings contradict each other (time limits, Redis URL)."""
+
+
+class DatasetBusyError(MigratorError):
+    """Raised when another run still holds a dataset's lock after waiting one lock TTL."""
+
+    def __init__(self, dataset_id: str, holder_run_id: str, waited_s: float) -> None:
+        super().__init__(
+            f"dataset {dataset_id} is being migrated by run {holder_run_id} "
+            f"(waited {waited_s:.0f}s for its lock)"
+        )
+        self.dataset_id = dataset_id
+        self.holder_run_id = holder_run_id
+
+
+class DuplicateDeliveryError(MigratorError):
+    """Raised when a dataset's subtask arrives again while another delivery of the same run owns
+    it or after that delivery already recorded the outcome; the duplicate must not report."""
+
+    def __init__(self, run_id: str, dataset_id: str, reason: str) -> None:
+        super().__init__(f"run {run_id} dataset {dataset_id}: duplicate delivery ({reason})")
+        self.run_id = run_id
+        self.dataset_id = dataset_id
+
+
+class AttemptsExhaustedError(MigratorError):
+    """Raised when a dataset's earlier deliveries in a run all started and never finished (the
+    worker process running them was killed), so it is recorded failed instead of tried again."""
+
+    def __init__(self, dataset_id: str, attempts: int) -> None:
+        super().__init__(
+            f"dataset {dataset_id}: {attempts} earlier attempt(s) started and never finished "
+            "(worker process killed or lost); not trying again in this run"
+        )
+        self.dataset_id = dataset_id
+        self.attempts = attempts
+
+
+class NoOutcomeError(MigratorError):
+    """Raised (recorded) when a dataset's subtask ended without recording an outcome: the chord
+    body fills the row in so the run can finish."""
+
+    def __init__(self, dataset_id: str, reason: str) -> None:
+        super().__init__(f"dataset {dataset_id}: no outcome was recorded ({reason})")
+        self.dataset_id = dataset_id
+
+
+class StaleRunError(MigratorError):
+    """Raised (recorded) when a running run made no progress for RUN_STALE_AFTER_S."""
+
+    def __init__(self, run_id: str, idle_s: float) -> None:
+        super().__init__(
+            f"run {run_id} made no progress for {idle_s:.0f}s; its workers were lost "
+            "(retry what never finished with `migrator enqueue --retry-failed RUN_ID`)"
+        )
+        self.run_id = run_id
+        self.idle_s = idle_s
 
 
 class WaitTimeoutError(MigratorError):

@@ -20,6 +20,9 @@ from migrator.errors import LockTimeoutError
 
 log = logging.getLogger(__name__)
 
+WAITING_MESSAGE = "Another process is migrating the control plane; waiting for it."
+FILE_LOCK_POLL_S = 0.05
+
 
 def sqlite_lock_path(database_url: str) -> Path:
     database = make_url(database_url).database or "migrator.db"
@@ -32,7 +35,9 @@ async def relational_lock(
 ) -> AsyncIterator[None]:
     """Hold the one lock that serialises relational upgrades across processes."""
     if engine.dialect.name == "sqlite":
-        async with _file_lock(sqlite_lock_path(database_url), timeout_s):
+        async with file_lock(
+            sqlite_lock_path(database_url), timeout_s, waiting_message=WAITING_MESSAGE
+        ):
             yield
     else:
         async with _advisory_lock(engine, timeout_s):
@@ -40,15 +45,28 @@ async def relational_lock(
 
 
 @asynccontextmanager
-async def _file_lock(path: Path, timeout_s: float) -> AsyncIterator[None]:
+async def file_lock(
+    path: Path, timeout_s: float, *, waiting_message: str | None = None
+) -> AsyncIterator[None]:
+    """Hold an exclusive lock file across processes, waiting at most ``timeout_s``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = filelock.FileLock(str(path))
+    # Not thread-local and polled on the loop: acquire and release happen on the same thread,
+    # and a cancelled wait leaves no thread behind that could take the lock later.
+    lock = filelock.FileLock(str(path), thread_local=False)
     started = time.monotonic()
-    try:
-        # acquire() blocks; a thread keeps the event loop free while another process migrates.
-        await asyncio.to_thread(lock.acquire, timeout=timeout_s)
-    except filelock.Timeout as exc:
-        raise LockTimeoutError(str(path), time.monotonic() - started) from exc
+    announced = False
+    while True:
+        try:
+            lock.acquire(timeout=0)
+            break
+        except filelock.Timeout:
+            waited_s = time.monotonic() - started
+            if waited_s >= timeout_s:
+                raise LockTimeoutError(str(path), waited_s) from None
+            if waiting_message and not announced:
+                log.info(waiting_message)
+                announced = True
+            await asyncio.sleep(FILE_LOCK_POLL_S)
     try:
         yield
     finally:
@@ -73,7 +91,7 @@ async def _advisory_lock(engine: AsyncEngine, timeout_s: float) -> AsyncIterator
                     f"pg_advisory_lock({RELATIONAL_ADVISORY_LOCK_KEY})", waited_s
                 )
             if not announced:
-                log.info("Another process is migrating the control plane; waiting for it.")
+                log.info(WAITING_MESSAGE)
                 announced = True
             await asyncio.sleep(RELATIONAL_LOCK_POLL_S)
         try:

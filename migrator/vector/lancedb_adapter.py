@@ -3,24 +3,25 @@
 Every step is one LanceDB commit followed by a version row. A crash between the two leaves the
 change without its row; the step then finds its work done and only writes the row. Data is never
 read into memory and written back: columns are added in place, indexes built beside the data.
+
+Two processes never migrate one directory at once: a lock file inside it is held throughout.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import filelock
 import lancedb
 import pyarrow as pa
 
 from migrator.constants import COLLECTION_NAME, VECTOR_VERSION_TABLE
 from migrator.errors import BadDatasetURLError
+from migrator.locks import file_lock
+from migrator.urls import obfuscate_url
 from migrator.vector.base import VersionedAdapter
 from migrator.vector.schema import VectorStep
 
@@ -34,6 +35,12 @@ VERSION_SCHEMA = pa.schema(
     ]
 )
 LOCK_FILE = ".migrator.lock"
+# created_at is UTC like pgvector's timestamptz; is_deleted is filled with false for every row.
+# Both go in one add_columns call: one LanceDB commit, so the step cannot half-happen.
+ADDED_COLUMNS = {
+    "created_at": """arrow_cast(NULL, 'Timestamp(Microsecond, Some("UTC"))')""",
+    "is_deleted": "CAST(false AS BOOLEAN)",
+}
 
 
 def collection_schema(dimension: int) -> pa.Schema:
@@ -58,11 +65,16 @@ class LanceDBAdapter(VersionedAdapter):
     def normalise_url(cls, url: str) -> tuple[str, str]:
         raw = url.removeprefix("file://")
         if not raw or "\x00" in raw or "://" in raw:
-            raise BadDatasetURLError(f"lancedb URL must be a local directory path, got {url!r}")
+            raise BadDatasetURLError(
+                f"lancedb URL must be a local directory path, got {obfuscate_url(url)!r}"
+            )
         path = Path(raw).expanduser().resolve()
         if path.exists() and not path.is_dir():
             raise BadDatasetURLError(f"lancedb path {path} exists and is not a directory")
         return str(path), "local"
+
+    async def connect(self) -> None:
+        await self._connect()
 
     async def _connect(self) -> Any:
         if self._db is None:
@@ -81,15 +93,8 @@ class LanceDBAdapter(VersionedAdapter):
             if not page_token:
                 return set(names)
 
-    @asynccontextmanager
-    async def dataset_lock(self) -> AsyncIterator[None]:
-        self.path.mkdir(parents=True, exist_ok=True)
-        lock = filelock.FileLock(str(self.path / LOCK_FILE))
-        await asyncio.to_thread(lock.acquire, timeout=self.settings.dataset_timeout_s)
-        try:
-            yield
-        finally:
-            lock.release()
+    def dataset_lock(self) -> AbstractAsyncContextManager[None]:
+        return file_lock(self.path / LOCK_FILE, self.settings.dataset_timeout_s)
 
     async def read_version(self) -> int:
         if not self.path.is_dir():
@@ -112,11 +117,7 @@ class LanceDBAdapter(VersionedAdapter):
         elif step.version == 2:
             table = await db.open_table(COLLECTION_NAME)
             have = set((await table.schema()).names)
-            wanted = {
-                "created_at": "CAST(NULL AS TIMESTAMP)",
-                "is_deleted": "CAST(false AS BOOLEAN)",
-            }
-            missing = {name: sql for name, sql in wanted.items() if name not in have}
+            missing = {name: sql for name, sql in ADDED_COLUMNS.items() if name not in have}
             if missing:
                 await table.add_columns(missing)
         elif step.version == 3:

@@ -1,0 +1,346 @@
+"""pgvector: PostgreSQL through asyncpg, one schema per dataset.
+
+The dataset's URL names the server and database (``postgresql://host:port/dbname``, or
+``postgresql:///dbname?host=/socket/dir``); the schema is ``ds_<dataset uuid hex>`` unless the
+dataset's connection info names one. Credentials never live in the URL: they come from
+VECTOR_DB_USERNAME and VECTOR_DB_PASSWORD.
+
+Each step runs in one transaction together with the insert of its version row, so a step is
+either wholly there with its row or not there at all. PostgreSQL DDL is transactional, columns
+are added in place, and nothing is read into memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+import asyncpg
+
+from migrator.constants import COLLECTION_NAME, VECTOR_VERSION_TABLE
+from migrator.errors import (
+    BadDatasetURLError,
+    VectorDatabaseUnreachableError,
+    VectorExtensionUnavailableError,
+)
+from migrator.vector.base import VersionedAdapter
+from migrator.vector.schema import VectorStep
+
+log = logging.getLogger(__name__)
+
+SCHEMES = ("postgresql", "postgres")
+DEFAULT_PORT = 5432
+ALLOWED_QUERY = ("host", "sslmode")
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+CREDENTIAL_QUERY = ("user", "password", "passfile")
+# Lowercase, unquoted-safe, within PostgreSQL's 63-byte identifier limit.
+IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+SCHEMA_PREFIX = "ds_"
+# Advisory locks use the two-int4 form, a key space that never meets the relational lock's bigint.
+ADVISORY_NAMESPACE = 0x6D696772  # "migr"
+EXTENSION_LOCK_KEY = 1
+# Missing control file (0A000 on PG 15+, 58P01 before) or no right to create the extension.
+EXTENSION_MISSING = (asyncpg.FeatureNotSupportedError, asyncpg.UndefinedFileError)
+INSTALL_FIX = "install pgvector on that server, for example use the pgvector/pgvector image"
+GRANT_FIX = "have a superuser run CREATE EXTENSION vector in that database once"
+INDEX_NAME = f"{COLLECTION_NAME}_embedding_hnsw"
+VECTOR_COLUMN = "embedding"
+
+
+@dataclass(frozen=True)
+class ServerAddress:
+    """Where a dataset database is: no credentials in here."""
+
+    host: str  # a host name, an IP address, or a unix socket directory (starts with "/")
+    port: int
+    database: str
+    sslmode: str | None = None
+
+    @property
+    def server_key(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def url(self) -> str:
+        database = quote(self.database, safe="")
+        query = {"sslmode": self.sslmode} if self.sslmode else {}
+        if self.host.startswith("/"):
+            query = {"host": self.host, **query}
+            netloc = f":{self.port}"
+        else:
+            netloc = (
+                f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+            )
+        tail = "&".join(f"{k}={quote(v, safe='/')}" for k, v in query.items())
+        return f"postgresql://{netloc}/{database}" + (f"?{tail}" if tail else "")
+
+
+def parse_url(url: str) -> ServerAddress:
+    """Validate a pgvector dataset URL. Messages never repeat the URL: it may hold a password."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        # urlsplit's own message can quote part of a password (a '/' in it ends the netloc).
+        raise BadDatasetURLError(
+            "pgvector URL is malformed (check the host and port): postgresql://host:port/dbname"
+        ) from None
+    if parts.scheme not in SCHEMES:
+        raise BadDatasetURLError(
+            f"pgvector URL must look like postgresql://host:port/dbname; got scheme "
+            f"{parts.scheme or '(none)'!r}"
+        )
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    if parts.username or parts.password is not None or set(query) & set(CREDENTIAL_QUERY):
+        raise BadDatasetURLError(
+            "pgvector URL must not carry credentials: remove 'user:password@' from it and set "
+            "VECTOR_DB_USERNAME and VECTOR_DB_PASSWORD in the migrator's environment"
+        )
+    unknown = sorted(set(query) - set(ALLOWED_QUERY))
+    if unknown or parts.fragment:
+        raise BadDatasetURLError(
+            f"pgvector URL has unsupported parts {unknown or ['#fragment']}; "
+            f"allowed query parameters: {', '.join(ALLOWED_QUERY)}"
+        )
+    return ServerAddress(
+        host=_host(parts.hostname, query.get("host")),
+        port=port or DEFAULT_PORT,
+        database=_database(parts.path),
+        sslmode=_sslmode(query.get("sslmode")),
+    )
+
+
+def _host(netloc_host: str | None, socket_dir: str | None) -> str:
+    if netloc_host and socket_dir:
+        raise BadDatasetURLError("pgvector URL names both a host and ?host=; keep one")
+    if socket_dir is not None:
+        if not socket_dir.startswith("/"):
+            raise BadDatasetURLError(
+                f"pgvector URL ?host= must be an absolute unix socket directory, got {socket_dir!r}"
+            )
+        return socket_dir
+    if not netloc_host:
+        raise BadDatasetURLError("pgvector URL needs a host: postgresql://host:port/dbname")
+    return netloc_host
+
+
+def _database(path: str) -> str:
+    database = unquote(path.removeprefix("/"))
+    if not database or "/" in database or not database.isprintable():
+        raise BadDatasetURLError(
+            "pgvector URL needs one database name as its path: postgresql://host:port/dbname"
+        )
+    return database
+
+
+def _sslmode(value: str | None) -> str | None:
+    if value is not None and value not in SSL_MODES:
+        raise BadDatasetURLError(f"pgvector URL sslmode must be one of {', '.join(SSL_MODES)}")
+    return value
+
+
+def schema_for(dataset_id: str, connection_info: Any) -> str:
+    """The dataset's schema: the one its connection info names, else ``ds_`` + its id."""
+    named = (connection_info or {}).get("schema")
+    if named is not None:
+        if not isinstance(named, str) or not IDENTIFIER.fullmatch(named):
+            raise BadDatasetURLError(
+                f"connection_info schema {named!r} is not a plain lowercase identifier "
+                f"(letters, digits, underscore; at most 63)"
+            )
+        return named
+    try:
+        derived = SCHEMA_PREFIX + uuid.UUID(dataset_id).hex
+    except ValueError:
+        derived = SCHEMA_PREFIX + dataset_id  # the single-user default engine, "default"
+    if not IDENTIFIER.fullmatch(derived):
+        raise BadDatasetURLError(f"dataset id {dataset_id!r} gives no valid schema name")
+    return derived
+
+
+def quote_ident(name: str) -> str:
+    """Quote an identifier that has already been validated; quoting is belt and braces."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+class PgVectorAdapter(VersionedAdapter):
+    provider = "pgvector"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Validate the stored row again: it may predate these rules or have been edited by hand.
+        self.address = parse_url(self.target.url)
+        self.schema = schema_for(self.target.dataset_id, self.target.connection_info)
+        self._conn: asyncpg.Connection | None = None
+
+    @classmethod
+    def normalise_url(cls, url: str) -> tuple[str, str]:
+        address = parse_url(url)
+        return address.url(), address.server_key
+
+    def _qualified(self, table: str) -> str:
+        return f"{quote_ident(self.schema)}.{quote_ident(table)}"
+
+    async def connect(self) -> None:
+        await self._connection()
+
+    async def _connection(self) -> asyncpg.Connection:
+        if self._conn is None:
+            self._conn = await self._open()
+        return self._conn
+
+    async def _open(self) -> asyncpg.Connection:
+        password = self.settings.vector_db_password.get_secret_value()
+        try:
+            return await asyncpg.connect(
+                host=self.address.host,
+                port=self.address.port,
+                database=self.address.database,
+                user=self.settings.vector_db_username,
+                password=password or None,
+                ssl=self.address.sslmode,
+                timeout=self.settings.connect_timeout_s,
+                server_settings={"application_name": "dataset-migrator"},
+            )
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            detail = "timed out" if isinstance(exc, TimeoutError) else str(exc)
+            raise VectorDatabaseUnreachableError(
+                f"cannot connect to pgvector server {self.address.server_key} database "
+                f"{self.address.database!r} as {self.settings.vector_db_username!r}: "
+                f"{type(exc).__name__}: {detail}"
+            ) from exc
+
+    @asynccontextmanager
+    async def dataset_lock(self) -> AsyncIterator[None]:
+        """A session advisory lock keyed on the schema; the server frees it if we die."""
+        conn = await self._connection()
+        await conn.execute(
+            "SELECT pg_advisory_lock($1, hashtext($2))",
+            ADVISORY_NAMESPACE,
+            self.schema,
+            timeout=self.settings.dataset_timeout_s,
+        )
+        try:
+            yield
+        finally:
+            await self._unlock(conn)
+
+    async def _unlock(self, conn: asyncpg.Connection) -> None:
+        try:
+            await conn.execute(
+                "SELECT pg_advisory_unlock($1, hashtext($2))", ADVISORY_NAMESPACE, self.schema
+            )
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            # A connection that cannot unlock is dropped; ending the session frees the lock.
+            conn.terminate()
+            self._conn = None
+
+    async def read_version(self) -> int:
+        conn = await self._connection()
+        table = self._qualified(VECTOR_VERSION_TABLE)
+        if await conn.fetchval("SELECT to_regclass($1)", table) is None:
+            return 0
+        return int(await conn.fetchval(f"SELECT coalesce(max(version), 0) FROM {table}"))
+
+    async def apply_step(self, step: VectorStep) -> None:
+        conn = await self._connection()
+        extension_schema = await self._ensure_extension(conn)
+        statements = self._step_sql(step, quote_ident(extension_schema))
+        async with conn.transaction():
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.schema)}")
+            await conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {self._qualified(VECTOR_VERSION_TABLE)} ("
+                "version integer PRIMARY KEY, name text NOT NULL, "
+                "applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            for statement in statements:
+                await conn.execute(statement)
+            await self._record(step)
+
+    def _step_sql(self, step: VectorStep, vector_schema: str) -> list[str]:
+        """The DDL of one step. Every statement is IF NOT EXISTS: re-running changes nothing."""
+        chunks = self._qualified(COLLECTION_NAME)
+        if step.version == 1:
+            dimension = int(self.settings.vector_dimension)
+            return [
+                f"CREATE TABLE IF NOT EXISTS {chunks} (id text PRIMARY KEY, payload text, "
+                f"{VECTOR_COLUMN} {vector_schema}.vector({dimension}))"
+            ]
+        if step.version == 2:
+            # A constant default is stored in the catalog: no table rewrite, rows untouched.
+            return [
+                f"ALTER TABLE {chunks} ADD COLUMN IF NOT EXISTS created_at timestamptz, "
+                "ADD COLUMN IF NOT EXISTS is_deleted boolean NOT NULL DEFAULT false"
+            ]
+        if step.version == 3:
+            return [
+                f"CREATE INDEX IF NOT EXISTS {quote_ident(INDEX_NAME)} ON {chunks} "
+                f"USING hnsw ({VECTOR_COLUMN} {vector_schema}.vector_cosine_ops)"
+            ]
+        raise NotImplementedError(f"pgvector adapter has no step {step.version} ({step.name})")
+
+    async def _record(self, step: VectorStep) -> None:
+        """Insert the step's row; called inside the step's transaction."""
+        conn = await self._connection()
+        await conn.execute(
+            f"INSERT INTO {self._qualified(VECTOR_VERSION_TABLE)} (version, name) "
+            "VALUES ($1, $2) ON CONFLICT (version) DO NOTHING",
+            step.version,
+            step.name,
+        )
+
+    async def _ensure_extension(self, conn: asyncpg.Connection) -> str:
+        """Create ``vector`` when missing; return the schema its types live in."""
+        found = await _extension_schema(conn)
+        if found is not None:
+            return found
+        try:
+            async with conn.transaction():
+                # Datasets sharing a database would race to create it; one at a time.
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock($1, $2)", ADVISORY_NAMESPACE, EXTENSION_LOCK_KEY
+                )
+                await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        except EXTENSION_MISSING as exc:
+            raise self._extension_error("cannot provide", exc, INSTALL_FIX) from exc
+        except asyncpg.InsufficientPrivilegeError as exc:
+            raise self._extension_error("will not let this user create", exc, GRANT_FIX) from exc
+        log.info(
+            "Created the vector extension in database %r on %s.",
+            self.address.database,
+            self.address.server_key,
+        )
+        found = await _extension_schema(conn)
+        assert found is not None, "CREATE EXTENSION succeeded, so pg_extension lists it"
+        return found
+
+    def _extension_error(
+        self, what: str, exc: Exception, fix: str
+    ) -> VectorExtensionUnavailableError:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return VectorExtensionUnavailableError(
+            f"PostgreSQL server {self.address.server_key} (database {self.address.database!r}) "
+            f"{what} the 'vector' extension ({first_line}); {fix}"
+        )
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None or conn.is_closed():
+            return
+        try:
+            await conn.close(timeout=self.settings.connect_timeout_s)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+            conn.terminate()
+
+
+async def _extension_schema(conn: asyncpg.Connection) -> str | None:
+    schema: str | None = await conn.fetchval(
+        "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+        "WHERE e.extname = 'vector'"
+    )
+    return schema

@@ -1,0 +1,204 @@
+"""Helpers the vector tests share: open adapters that always close, read datasets back."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import asyncpg
+import lancedb
+import numpy as np
+import pyarrow as pa
+import sqlalchemy as sa
+
+from migrator.constants import COLLECTION_NAME, VECTOR_VERSION_TABLE
+from migrator.db import control_plane
+from migrator.models import dataset_databases
+from migrator.settings import Settings
+from migrator.vector.base import DatasetTarget, VersionedAdapter
+from migrator.vector.registry import adapter_factory
+
+PROVIDER_OF_URL = {"postgresql": "pgvector"}
+
+
+def target(url: str, dataset_id: str | None = None, **info: Any) -> DatasetTarget:
+    provider = PROVIDER_OF_URL.get(urlsplit(url).scheme, "lancedb")
+    dataset_id = dataset_id or str(uuid.uuid4())
+    return DatasetTarget(dataset_id, f"name-{dataset_id[:8]}", provider, url, info)
+
+
+@asynccontextmanager
+async def opened(t: DatasetTarget, settings: Settings) -> AsyncIterator[VersionedAdapter]:
+    adapter: VersionedAdapter = adapter_factory(t.provider)(t, settings)
+    try:
+        yield adapter
+    finally:
+        await adapter.close()
+
+
+async def version_of(t: DatasetTarget, settings: Settings) -> int:
+    async with opened(t, settings) as adapter:
+        return await adapter.read_version()
+
+
+# ---- rows written at schema version 1, to prove they survive every later step -------------
+
+
+def sample_rows(count: int, dimension: int, seed: int = 7) -> list[dict[str, Any]]:
+    """Awkward but legal values: quotes, unicode, empty and missing payloads, -0.0, subnormals."""
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((count, dimension)).astype(np.float32)
+    vectors[0, 0] = -0.0
+    vectors[1, 0] = np.float32(1e-45)  # a subnormal
+    vectors[2, 0] = np.finfo(np.float32).max
+    payloads = ['{"text": "it\'s \\"quoted\\""}', "ünïcødé ✓ 日本語", "", None]
+    return [
+        {
+            "id": f"row-{i:05d}",
+            "payload": payloads[i % len(payloads)] if i < 8 else f"payload {i}",
+            "vector": vectors[i],
+        }
+        for i in range(count)
+    ]
+
+
+def lance_schema(dimension: int) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field("id", pa.string(), nullable=False),
+            pa.field("payload", pa.string()),
+            pa.field("vector", pa.list_(pa.float32(), dimension)),
+        ]
+    )
+
+
+async def lance_write(url: str, rows: list[dict[str, Any]], dimension: int) -> None:
+    db = await lancedb.connect_async(url)
+    try:
+        table = await db.open_table(COLLECTION_NAME)
+        data = [{**r, "vector": r["vector"].tolist()} for r in rows]
+        await table.add(pa.Table.from_pylist(data, schema=lance_schema(dimension)))
+    finally:
+        db.close()
+
+
+async def lance_read(url: str) -> dict[str, tuple[str | None, bytes, dict[str, Any]]]:
+    """id -> (payload, the vector's float32 bytes, every other column)."""
+    db = await lancedb.connect_async(url)
+    try:
+        table = await (await db.open_table(COLLECTION_NAME)).query().to_arrow()
+    finally:
+        db.close()
+    out = {}
+    for row in table.to_pylist():
+        vector = np.asarray(row.pop("vector"), dtype=np.float32).tobytes()
+        out[row.pop("id")] = (row.pop("payload"), vector, row)
+    return out
+
+
+async def lance_tables(url: str) -> dict[str, Any]:
+    db = await lancedb.connect_async(url)
+    try:
+        chunks = await db.open_table(COLLECTION_NAME)
+        versions = await (await db.open_table(VECTOR_VERSION_TABLE)).query().to_arrow()
+        return {
+            "schema": await chunks.schema(),
+            "indices": [(ix.index_type, tuple(ix.columns)) for ix in await chunks.list_indices()],
+            "versions": sorted(versions.column("version").to_pylist()),
+        }
+    finally:
+        db.close()
+
+
+def expected(rows: list[dict[str, Any]]) -> dict[str, tuple[str | None, bytes]]:
+    return {r["id"]: (r["payload"], r["vector"].astype(np.float32).tobytes()) for r in rows}
+
+
+# ---- pgvector: raw connections for checking, with the vector type read as its wire bytes ----
+
+
+def pg_connect_args(url: str) -> dict[str, Any]:
+    parts = urlsplit(url)
+    host = parse_qs(parts.query).get("host", [parts.hostname])[0]
+    return {"host": host, "port": parts.port or 5432, "database": parts.path.lstrip("/")}
+
+
+@asynccontextmanager
+async def pg_raw(url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A plain connection; the vector type (if installed) travels in pgvector's binary format."""
+    conn = await asyncpg.connect(user="postgres", **pg_connect_args(url))
+    try:
+        ext = await conn.fetchval(
+            "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n "
+            "ON n.oid = e.extnamespace WHERE e.extname = 'vector'"
+        )
+        if ext:
+            await conn.set_type_codec(
+                "vector", schema=ext, encoder=bytes, decoder=bytes, format="binary"
+            )
+        yield conn
+    finally:
+        await conn.close()
+
+
+def pg_vector_bytes(vector: np.ndarray) -> bytes:
+    """pgvector's binary format: int16 dimension, int16 unused, big-endian float32 values."""
+    return len(vector).to_bytes(2, "big") + b"\0\0" + vector.astype(">f4").tobytes()
+
+
+async def pg_write(url: str, schema: str, rows: list[dict[str, Any]]) -> None:
+    async with pg_raw(url) as conn:
+        await conn.executemany(
+            f'INSERT INTO "{schema}".{COLLECTION_NAME} (id, payload, embedding) '
+            "VALUES ($1, $2, $3)",
+            [(r["id"], r["payload"], pg_vector_bytes(r["vector"])) for r in rows],
+        )
+
+
+async def pg_read(url: str, schema: str) -> dict[str, tuple[str | None, bytes, dict[str, Any]]]:
+    async with pg_raw(url) as conn:
+        records = await conn.fetch(f'SELECT * FROM "{schema}".{COLLECTION_NAME}')
+    out = {}
+    for record in records:
+        row = dict(record)
+        out[row.pop("id")] = (row.pop("payload"), row.pop("embedding"), row)
+    return out
+
+
+def pg_expected(rows: list[dict[str, Any]]) -> dict[str, tuple[str | None, bytes]]:
+    return {r["id"]: (r["payload"], pg_vector_bytes(r["vector"])) for r in rows}
+
+
+# ---- the control plane --------------------------------------------------------------------
+
+
+async def cached(settings: Settings, dataset_id: str) -> Mapping[str, Any]:
+    async with control_plane(settings) as engine, engine.connect() as conn:
+        row = (
+            await conn.execute(
+                sa.select(dataset_databases).where(dataset_databases.c.dataset_id == dataset_id)
+            )
+        ).one()
+    return row._mapping
+
+
+async def insert_raw_dataset(settings: Settings, name: str, provider: str, url: str) -> str:
+    """A row as an older release, a hand edit or an uninstalled plugin may have left it: the
+    checks ``add_dataset`` makes are bypassed on purpose."""
+    from migrator.models import datasets
+    from migrator.records import utcnow
+
+    dataset_id = str(uuid.uuid4())
+    async with control_plane(settings) as engine, engine.begin() as conn:
+        await conn.execute(
+            datasets.insert().values(id=dataset_id, name=name, owner="t", created_at=utcnow())
+        )
+        await conn.execute(
+            dataset_databases.insert().values(
+                dataset_id=dataset_id, vector_provider=provider, url=url, connection_info={}
+            )
+        )
+    return dataset_id
