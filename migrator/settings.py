@@ -25,6 +25,18 @@ def to_async_url(url: str) -> str:
     return url
 
 
+def absolute_sqlite_path(url: str) -> str:
+    """Anchor a relative SQLite path at the current directory, so the Alembic child process
+    (which runs beside alembic.ini) opens the same file as this process."""
+    prefix = "sqlite+aiosqlite:///"
+    if not url.startswith(prefix):
+        return url
+    path, sep, query = url[len(prefix) :].partition("?")
+    if not path or path == ":memory:" or path.startswith("/"):
+        return url
+    return f"{prefix}{Path(path).expanduser().resolve()}{sep}{query}"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 
@@ -82,12 +94,30 @@ class Settings(BaseSettings):
     run_stale_after_s: float = Field(
         900.0, gt=0, description="A running run without progress for this long is stale."
     )
+    dataset_lock_ttl_s: float = Field(
+        30.0,
+        gt=0,
+        description="Per-dataset Redis lock TTL; a live subtask extends it, a killed one's lapses.",
+    )
+    dataset_max_attempts: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="Deliveries of one dataset in one run that may start and never finish "
+        "(worker killed) before it is recorded failed.",
+    )
+    result_expires_s: float = Field(
+        604800.0,
+        gt=0,
+        description="How long Redis keeps task results and chord state; longer than any run "
+        "plus a caller's wait.",
+    )
 
     @field_validator("database_url", mode="before")
     @classmethod
     def _async_driver(cls, value: object) -> object:
         raw = value.get_secret_value() if isinstance(value, SecretStr) else value
-        return to_async_url(raw) if isinstance(raw, str) else value
+        return absolute_sqlite_path(to_async_url(raw)) if isinstance(raw, str) else value
 
     @property
     def is_sqlite(self) -> bool:
