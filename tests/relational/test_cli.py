@@ -155,3 +155,25 @@ def test_database_password_never_reaches_output_logs_or_records(
     assert "postgres:***@127.0.0.1" in everything  # the URL was printed, redacted
     assert PASSWORD not in everything
     assert PASSWORD not in _all_run_records(settings)
+
+
+def test_relative_sqlite_path_is_resolved_against_the_callers_directory(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    make_settings(database_url="sqlite:///./rel/control.db", vector_db_url="./rel/vector")
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+
+    result = subprocess.run(
+        [sys.executable, "-m", "migrator.cli", "run", "--demo", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=workdir,
+        env=dict(os.environ),
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["counts"]["succeeded"] == 3
+    assert (workdir / "rel" / "control.db").is_file()
+    assert len(list((workdir / "rel" / "vector").iterdir())) == 3
