@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError, ProgrammingError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from migrator.errors import ControlPlaneNotReadyError, RunNotFoundError
 from migrator.models import dataset_databases, migration_run_datasets, migration_runs
@@ -17,6 +17,7 @@ from migrator.summary import DatasetOutcome, RunSummary
 
 FINAL_DATASET_STATUSES = ("succeeded", "failed", "skipped", "timed_out")
 BULK_INSERT_ROWS = 1000
+PROGRESS_TOUCH_INTERVAL = timedelta(seconds=1)
 
 
 def utcnow() -> datetime:
@@ -98,11 +99,7 @@ async def mark_dataset_running(
                 attempts=migration_run_datasets.c.attempts + 1,
             )
         )
-        await conn.execute(
-            migration_runs.update()
-            .where(migration_runs.c.id == run_id)
-            .values(last_progress_at=now)
-        )
+        await _touch_run(conn, run_id, now)
 
 
 async def mark_dataset_done(
@@ -137,11 +134,23 @@ async def mark_dataset_done(
                 .where(dataset_databases.c.dataset_id == outcome.dataset_id)
                 .values(**cache)
             )
-        await conn.execute(
-            migration_runs.update()
-            .where(migration_runs.c.id == run_id)
-            .values(last_progress_at=now)
+        await _touch_run(conn, run_id, now)
+
+
+async def _touch_run(conn: AsyncConnection, run_id: str, now: datetime) -> None:
+    """Advance the run's ``last_progress_at``, at most once per PROGRESS_TOUCH_INTERVAL.
+
+    Every dataset reports progress; writing the one run row each time would serialise all
+    concurrent datasets on its row lock. A non-matching UPDATE takes no lock.
+    """
+    await conn.execute(
+        migration_runs.update()
+        .where(
+            migration_runs.c.id == run_id,
+            migration_runs.c.last_progress_at < now - PROGRESS_TOUCH_INTERVAL,
         )
+        .values(last_progress_at=now)
+    )
 
 
 async def fail_run(engine: AsyncEngine, run_id: str, error: str) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from functools import lru_cache
 from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Any
@@ -29,6 +31,12 @@ def unregister_adapter(provider: str) -> None:
 
 
 def _entry_points() -> dict[str, Any]:
+    # Scanning every installed distribution costs milliseconds; do it once per sys.path.
+    return _entry_points_on(tuple(sys.path))
+
+
+@lru_cache(maxsize=8)
+def _entry_points_on(_path: tuple[str, ...]) -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group=ADAPTER_ENTRY_POINT_GROUP)}
 
 
