@@ -19,4 +19,41 @@ QUEUE_NAME = "migrations"
 REDIS_PREFIX = "migrator:"
 RUN_LOCK_KEY = REDIS_PREFIX + "run-lock"
 DATASET_LOCK_PREFIX = REDIS_PREFIX + "dataset-lock:"
+CHECK_LOCK_KEY = REDIS_PREFIX + "check-lock"
 SERVER_SLOTS_PREFIX = REDIS_PREFIX + "server-slots:"
+
+# Task names: messages name tasks by these strings, so they never change with module layout.
+TASK_MIGRATE_RUN = "tasks.migrate_run"
+TASK_MIGRATE_DATASET = "tasks.migrate_dataset"
+TASK_FINISH_RUN = "tasks.finish_run"
+TASK_FINISH_FAILED_CHORD = "tasks.finish_failed_chord"
+TASK_SCHEDULED_CHECK = "tasks.scheduled_check"
+CHECK_SCHEDULE_ENTRY = "migration-check"
+
+# Locks. The run lock's TTL is RUN_STALE_AFTER_S and the dataset lock's DATASET_LOCK_TTL_S
+# (settings); a live holder extends its locks every TTL / LOCK_HEARTBEATS_PER_TTL seconds, so a
+# dead one lets them lapse within one TTL.
+LOCK_HEARTBEATS_PER_TTL = 3
+DATASET_LOCK_POLL_S = 0.2
+# Tries at claiming the run lock when it changes hands between our SET NX and our GET.
+RUN_CLAIM_TRIES = 5
+
+# Time limits around the relational step in the parent task: waiting for another process's
+# upgrade (RELATIONAL_LOCK_TIMEOUT_S) plus this allowance for Alembic itself.
+RELATIONAL_UPGRADE_ALLOWANCE_S = 600.0
+# Hard limit = soft limit + this, for the tasks whose soft limit is derived (parent, body, check).
+HARD_LIMIT_MARGIN_S = 60.0
+# How long a cancelled dataset coroutine gets to close its adapter after the soft time limit.
+CANCEL_GRACE_S = 10.0
+# Celery waits this long for a chord's header results when the last one arrives.
+CHORD_JOIN_TIMEOUT_S = 60.0
+
+# Triggers waiting on a run.
+DEFAULT_WAIT_TIMEOUT_S = 3600.0
+WAIT_POLL_S = 0.5
+# After the run record says finished, how long to wait for the chord body's result to land.
+RESULT_GRACE_S = 5.0
+# A task result lists every dataset up to this many; beyond it, only failed ones (capped too).
+RESULT_DATASETS_MAX = 100
+# Dataset ids named in one scheduled-check log line or result.
+CHECK_IDS_SHOWN = 20

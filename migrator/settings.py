@@ -107,7 +107,7 @@ class Settings(BaseSettings):
         "(worker killed) before it is recorded failed.",
     )
     result_expires_s: float = Field(
-        604800.0,
+        86400.0,
         gt=0,
         description="How long Redis keeps task results and chord state; longer than any run "
         "plus a caller's wait.",

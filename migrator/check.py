@@ -1,0 +1,239 @@
+"""The scheduled check: is anything behind? Reads, reports, and never migrates by itself.
+
+It compares the control plane's revision with head, finds datasets that are pending (their
+cached version is behind head) or drifted (the version their own database records disagrees
+with the cache), and fails runs that stopped making progress. Whether a run is then enqueued is
+the caller's decision (MIGRATION_CHECK_ACTION), made through the same run lock as every trigger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from migrator.constants import CHECK_IDS_SHOWN
+from migrator.datasets import load_target
+from migrator.distributed import claim_run, recover_stale_runs
+from migrator.models import dataset_databases
+from migrator.plan import RunRequest, last_finished_at
+from migrator.records import utcnow
+from migrator.relational import alembic_config, current_revision, head_revision
+from migrator.runlock import LockRecord, Locks, heartbeat
+from migrator.settings import Settings
+from migrator.vector.registry import adapter_factory
+from migrator.vector.schema import HEAD_VERSION
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CheckReport:
+    """What one check found; ``to_dict`` is the task result, with id lists cut short.
+
+    ``request`` is the run the check decided to start (its run lock already taken); the caller
+    sends it.
+    """
+
+    relational_current: str | None
+    relational_head: str | None
+    inspected_at: datetime = field(default_factory=utcnow)
+    pending: list[str] = field(default_factory=list)
+    drifted: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    stale_runs: list[str] = field(default_factory=list)
+    run_in_progress: str | None = None
+    action: str = "report"
+    enqueued_run: str | None = None
+    request: RunRequest | None = None
+
+    @property
+    def relational_behind(self) -> bool:
+        return self.relational_current != self.relational_head
+
+    @property
+    def needs_run(self) -> bool:
+        return self.relational_behind or bool(self.pending or self.drifted)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "relational_current": self.relational_current,
+            "relational_head": self.relational_head,
+            "relational_behind": self.relational_behind,
+            "needs_run": self.needs_run,
+            "inspected_at": self.inspected_at.isoformat(),
+            "stale_runs": self.stale_runs,
+            "run_in_progress": self.run_in_progress,
+            "action": self.action,
+            "enqueued_run": self.enqueued_run,
+        }
+        for key in ("pending", "drifted", "unreadable"):
+            ids: list[str] = getattr(self, key)
+            data[key] = ids[:CHECK_IDS_SHOWN]
+            data[f"{key}_count"] = len(ids)
+        return data
+
+
+async def run_check(engine: AsyncEngine, settings: Settings, locks: Locks) -> CheckReport | None:
+    """One scheduled check, under the check lock; None when another check is still running.
+
+    With MIGRATION_CHECK_ACTION=enqueue and work found, it takes the run lock for a new run and
+    puts that run in ``report.request``, unless a run is in progress or one finished while it
+    looked (its findings are then stale: the next check decides).
+    """
+    lock = locks.check_lock()
+    mine = LockRecord.new("scheduled-check")
+    if not lock.acquire(mine):
+        log.info("Scheduled check skipped: the previous one is still running.")
+        return None
+    try:
+        with heartbeat([(lock, mine.token)]):
+            report = await inspect(engine, settings, locks)
+            report.action = settings.migration_check_action
+            if report.action == "enqueue" and report.needs_run and not report.run_in_progress:
+                await _claim_for(engine, settings, locks, report)
+    finally:
+        lock.release(mine.token)
+    log_report(report)
+    return report
+
+
+async def _claim_for(
+    engine: AsyncEngine, settings: Settings, locks: Locks, report: CheckReport
+) -> None:
+    request = RunRequest(
+        run_id=str(uuid.uuid4()),
+        trigger="beat",
+        requested_by="celery beat",
+        extra_ids=tuple(report.drifted),
+    )
+    claim = await claim_run(locks, settings, request.run_id, request.trigger, engine)
+    if not claim.started:
+        report.run_in_progress = claim.run_id
+        return
+    finished_at = await last_finished_at(engine)
+    if finished_at is not None and finished_at >= report.inspected_at:
+        locks.run_lock().release(request.run_id)
+        log.info("Scheduled check: a run finished while it looked; the next check decides.")
+        return
+    report.request = request
+    report.enqueued_run = request.run_id
+
+
+async def inspect(engine: AsyncEngine, settings: Settings, locks: Locks) -> CheckReport:
+    """Everything the check reads; fails stale runs (and frees their lock) on the way."""
+    inspected_at = utcnow()
+    head = head_revision(alembic_config(settings))
+    current = await current_revision(engine)
+    report = CheckReport(
+        relational_current=current, relational_head=head, inspected_at=inspected_at
+    )
+    if current is None:
+        return report  # an empty control plane: no registry to read yet
+    report.stale_runs = await recover_stale_runs(engine, settings, locks)
+    holder = locks.run_lock().holder()
+    report.run_in_progress = holder.run_id if holder else None
+    if settings.enable_backend_access_control:
+        report.pending = await _pending(engine)
+        report.drifted, report.unreadable = await find_drift(engine, settings)
+    return report
+
+
+async def _pending(engine: AsyncEngine) -> list[str]:
+    async with engine.connect() as conn:
+        return list(
+            await conn.scalars(
+                sa.select(dataset_databases.c.dataset_id)
+                .where(
+                    dataset_databases.c.state == "active",
+                    dataset_databases.c.vector_schema_version < HEAD_VERSION,
+                )
+                .order_by(dataset_databases.c.dataset_id)
+            )
+        )
+
+
+async def find_drift(engine: AsyncEngine, settings: Settings) -> tuple[list[str], list[str]]:
+    """Active datasets the cache calls up to date, whose own version record says otherwise.
+
+    Opens each one (bounded by MIGRATION_CONCURRENCY and CONNECT_TIMEOUT_S); one that cannot
+    be read is listed as unreadable, never as drifted.
+    """
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                sa.select(dataset_databases.c.dataset_id, dataset_databases.c.vector_schema_version)
+                .where(
+                    dataset_databases.c.state == "active",
+                    dataset_databases.c.vector_schema_version >= HEAD_VERSION,
+                )
+                .order_by(dataset_databases.c.dataset_id)
+            )
+        ).all()
+    gate = asyncio.Semaphore(settings.migration_concurrency)
+
+    async def one(dataset_id: str) -> int | None:
+        async with gate:
+            return await _read_version(engine, settings, dataset_id)
+
+    versions = await asyncio.gather(*(one(r.dataset_id) for r in rows))
+    drifted = [
+        r.dataset_id
+        for r, v in zip(rows, versions, strict=True)
+        if v is not None and v != r.vector_schema_version
+    ]
+    unreadable = [r.dataset_id for r, v in zip(rows, versions, strict=True) if v is None]
+    return drifted, unreadable
+
+
+async def _read_version(engine: AsyncEngine, settings: Settings, dataset_id: str) -> int | None:
+    adapter = None
+    try:
+        target = await load_target(engine, dataset_id)
+        adapter = adapter_factory(target.provider)(target, settings)
+        async with asyncio.timeout(settings.connect_timeout_s):
+            return int(await adapter.read_version())
+    except Exception as exc:  # one unreadable dataset must not stop the check
+        log.warning("Check: dataset=%s version unreadable (%s).", dataset_id, type(exc).__name__)
+        return None
+    finally:
+        if adapter is not None:
+            await _close_quietly(adapter)
+
+
+async def _close_quietly(adapter: Any) -> None:
+    try:
+        await adapter.close()
+    except Exception:
+        log.debug("Check: closing an adapter failed.", exc_info=True)
+
+
+def log_report(report: CheckReport) -> None:
+    """One summary line; one more naming the drifted datasets (they need a person's look)."""
+    level = logging.WARNING if report.needs_run or report.stale_runs else logging.INFO
+    log.log(
+        level,
+        "Scheduled check: control plane %s (head %s)%s; %d dataset(s) pending, %d drifted, "
+        "%d unreadable; %d stale run(s) failed; run in progress: %s; action=%s enqueued=%s",
+        report.relational_current,
+        report.relational_head,
+        " BEHIND" if report.relational_behind else "",
+        len(report.pending),
+        len(report.drifted),
+        len(report.unreadable),
+        len(report.stale_runs),
+        report.run_in_progress or "none",
+        report.action,
+        report.enqueued_run or "none",
+    )
+    if report.drifted:
+        log.warning(
+            "Scheduled check: drifted dataset(s) (own record disagrees with the cache): %s",
+            ", ".join(report.drifted[:CHECK_IDS_SHOWN]),
+        )
