@@ -1,0 +1,163 @@
+"""Celery tasks: thin glue over ``migrator.distributed`` and ``migrator.check``.
+
+Each task reads ids from its message, calls one core function on the process's event loop and
+returns a small JSON dict. Connection details always come from the control plane and the
+worker's environment, never from a message.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from celery import Task, chord
+from celery.exceptions import Ignore, SoftTimeLimitExceeded
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError
+
+from migrator import distributed
+from migrator.check import run_check
+from migrator.constants import (
+    TASK_FINISH_FAILED_CHORD,
+    TASK_FINISH_RUN,
+    TASK_MIGRATE_DATASET,
+    TASK_MIGRATE_RUN,
+    TASK_SCHEDULED_CHECK,
+)
+from migrator.errors import DuplicateDeliveryError
+from migrator.plan import RunRequest
+from migrator.records import utcnow
+from migrator.settings import Settings
+from worker import app
+from worker.config import cancel_grace_s, parent_limits_s
+from worker.runtime import runtime
+
+log = logging.getLogger(__name__)
+
+# The chord body retries when the control plane or Redis blinks; the run must still finish.
+BODY_RETRY_ERRORS = (DBAPIError, RedisError, OSError)
+BODY_MAX_RETRIES = 5
+
+
+def send_run(request: RunRequest) -> None:
+    """Send the parent task of a run whose lock the caller holds; its task id is the run id."""
+    migrate_run.apply_async(
+        args=(request.run_id,), kwargs=request.to_message(), task_id=request.run_id
+    )
+
+
+@app.task(name=TASK_MIGRATE_RUN, bind=True)
+def migrate_run(self: Task, run_id: str, **message: Any) -> dict[str, Any]:
+    """Parent: relational step, record the run, then replace itself with the chord."""
+    request = RunRequest.from_message(run_id, message)
+    rt = runtime()
+    task_id = self.request.id or run_id
+    try:
+        plan = rt.run(
+            distributed.start_run(rt.engine, rt.settings, rt.locks, request, task_id),
+            cancel_grace_s=cancel_grace_s(rt.settings),
+        )
+    except SoftTimeLimitExceeded as exc:
+        soft_s, _ = parent_limits_s(rt.settings)
+        timeout = TimeoutError(f"the relational step exceeded the parent's soft limit {soft_s:g}s")
+        timeout.__cause__ = exc
+        summary = rt.run(
+            distributed.record_failed_run(
+                rt.engine,
+                rt.settings,
+                request,
+                utcnow(),
+                timeout,
+                step="relational",
+                task_id=task_id,
+            )
+        )
+        return distributed.summary_result(summary)
+    if plan.summary is not None:
+        return distributed.summary_result(plan.summary, busy_run_id=plan.busy_run_id)
+    header = [migrate_dataset.si(run_id, dataset_id) for dataset_id in plan.dataset_ids]
+    body = finish_run.s(run_id).on_error(finish_failed_chord.si(run_id))
+    try:
+        raise self.replace(chord(header, body))
+    except Ignore:
+        raise  # how replace() ends this task once the chord is sent
+    except Exception as exc:  # the chord could not be sent: finish the run as failed
+        return _abandon(rt.settings, run_id, exc)
+
+
+def _abandon(settings: Settings, run_id: str, exc: Exception) -> dict[str, Any]:
+    rt = runtime()
+    summary = rt.run(distributed.abandon_run(rt.engine, settings, rt.locks, run_id, exc))
+    return distributed.summary_result(summary)
+
+
+@app.task(name=TASK_MIGRATE_DATASET)
+def migrate_dataset(run_id: str, dataset_id: str) -> dict[str, Any]:
+    """One dataset: never raises, so the chord body always runs (a duplicate is ignored)."""
+    rt = runtime()
+    started = time.monotonic()
+    try:
+        outcome = rt.run(
+            distributed.migrate_one(rt.engine, rt.settings, rt.locks, run_id, dataset_id),
+            cancel_grace_s=cancel_grace_s(rt.settings),
+        )
+    except DuplicateDeliveryError as exc:
+        log.warning("%s; this copy reports nothing.", exc)
+        raise Ignore() from exc
+    except SoftTimeLimitExceeded:
+        reason = (
+            "SoftTimeLimitExceeded: exceeded DATASET_SOFT_TIME_LIMIT_S="
+            f"{rt.settings.dataset_soft_time_limit_s:g}"
+        )
+        elapsed_ms = int((time.monotonic() - started) * 1000)
+        outcome = rt.run(
+            distributed.record_timed_out(rt.engine, run_id, dataset_id, elapsed_ms, reason)
+        )
+    except Exception as exc:  # control plane or Redis trouble: report it, never raise
+        outcome = rt.run(distributed.record_crash(rt.engine, rt.settings, run_id, dataset_id, exc))
+    return outcome.to_dict()
+
+
+@app.task(
+    name=TASK_FINISH_RUN,
+    autoretry_for=BODY_RETRY_ERRORS,
+    max_retries=BODY_MAX_RETRIES,
+    retry_backoff=True,
+)
+def finish_run(results: list[Any], run_id: str) -> dict[str, Any]:
+    """Chord body: aggregate, record the final status, log, release the run lock."""
+    rt = runtime()
+    summary = rt.run(distributed.finish(rt.engine, rt.settings, rt.locks, run_id, results))
+    return distributed.summary_result(summary)
+
+
+@app.task(
+    name=TASK_FINISH_FAILED_CHORD,
+    autoretry_for=BODY_RETRY_ERRORS,
+    max_retries=BODY_MAX_RETRIES,
+    retry_backoff=True,
+)
+def finish_failed_chord(run_id: str) -> dict[str, Any]:
+    """Errback of the chord body: a subtask died outside our handling (hard time limit), so
+    Celery failed the chord; finish the run from its records all the same."""
+    log.error("Run %s: the chord failed; finishing the run from its records.", run_id)
+    rt = runtime()
+    summary = rt.run(distributed.finish(rt.engine, rt.settings, rt.locks, run_id, None))
+    return distributed.summary_result(summary)
+
+
+@app.task(name=TASK_SCHEDULED_CHECK)
+def scheduled_check() -> dict[str, Any]:
+    """Beat: report what is behind; with MIGRATION_CHECK_ACTION=enqueue, start a run for it."""
+    rt = runtime()
+    report = rt.run(run_check(rt.engine, rt.settings, rt.locks))
+    if report is None:
+        return {"skipped": "the previous check is still running"}
+    if report.request is not None:
+        try:
+            send_run(report.request)
+        except Exception:
+            rt.locks.run_lock().release(report.request.run_id)
+            raise
+    return report.to_dict()

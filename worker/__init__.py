@@ -1,0 +1,43 @@
+"""The Celery app: ``celery -A worker worker`` and ``celery -A worker beat``.
+
+Configuration comes from ``migrator.settings`` (see ``worker.config``); the tasks live in
+``tasks``. Process signals give each worker process one event loop and one control-plane
+engine (``worker.runtime``) and the project's redacting log format.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
+
+from migrator.logging_setup import configure_logging
+from migrator.settings import Settings, get_settings
+from worker.config import celery_config
+from worker.runtime import runtime
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    app = Celery("migrator", include=["tasks"])
+    app.conf.update(celery_config(settings or get_settings()))
+    return app
+
+
+app = create_app()
+
+
+@setup_logging.connect
+def _configure_logging(**_: Any) -> None:
+    # Connecting here stops Celery from installing its own handler: ours removes passwords.
+    configure_logging(get_settings())
+
+
+@worker_process_init.connect
+def _start_process(**_: Any) -> None:
+    runtime().after_fork()
+
+
+@worker_process_shutdown.connect
+def _stop_process(**_: Any) -> None:
+    runtime().shutdown()
