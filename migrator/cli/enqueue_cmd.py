@@ -1,0 +1,297 @@
+"""``migrator enqueue``: start a run on the Celery workers, or attach to the one in progress.
+
+One run at a time across every trigger: the run lock in Redis decides. A trigger that finds a
+run in progress prints its id and waits on it (``--no-attach``: exit 3 instead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import socket
+import sys
+import time
+import uuid
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from migrator.cli.output import Progress, print_json, print_summary
+from migrator.constants import DEFAULT_WAIT_TIMEOUT_S, RESULT_GRACE_S, WAIT_POLL_S
+from migrator.errors import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_RELATIONAL_FAILED,
+    MigratorError,
+    RunBusyError,
+    RunNotFoundError,
+    UsageError,
+    WaitTimeoutError,
+)
+from migrator.plan import RunProgress, RunRequest
+from migrator.settings import Settings
+
+# The control plane may be unreachable or not migrated yet from where a trigger runs; the run
+# itself (the parent task) is what reports that. The trigger only loses progress and checks.
+CONTROL_PLANE_ERRORS = (DBAPIError, OSError)
+EXIT_BY_STATUS = {"succeeded": EXIT_OK, "partial": EXIT_PARTIAL}
+
+DESCRIPTION = """\
+Start a migration run on the Celery workers: the parent task upgrades the control plane, then
+one subtask per dataset database that needs it. If a run is already in progress (from any
+trigger), attach to it instead: print its id and, with --wait, wait for it.
+
+deployment hook:  migrator enqueue --trigger deploy --wait --timeout 900
+admin:            migrator enqueue --dataset ID [--dataset ID ...] [--verify] --wait
+                  migrator enqueue --retry-failed RUN_ID --wait
+"""
+
+EXIT_HELP = """\
+exit codes (with --wait):
+  0   every dataset database is at head
+  1   the relational step failed (no dataset was touched), or the command failed
+  2   some datasets failed or timed out; the others were migrated
+  3   busy: another run is in progress and --no-attach was given
+  4   timed out waiting (the run goes on; see `migrator status RUN_ID`)
+  64  bad usage
+"""
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "enqueue",
+        help="run migrations on the Celery workers, or attach to the run in progress",
+        description=DESCRIPTION,
+        epilog=EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--trigger",
+        choices=("deploy", "admin", "api"),
+        default="admin",
+        help="what to record as the run's trigger (default: admin)",
+    )
+    parser.add_argument(
+        "--dataset",
+        dest="dataset_ids",
+        action="append",
+        metavar="ID",
+        help="only this dataset id (repeatable)",
+    )
+    parser.add_argument(
+        "--retry-failed",
+        metavar="RUN_ID",
+        default=None,
+        help="only the datasets that failed or never finished in that run",
+    )
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="open every dataset and read its own version record instead of trusting the cache",
+    )
+    parser.add_argument("--wait", action="store_true", help="wait for the run to finish")
+    parser.add_argument(
+        "--timeout",
+        dest="timeout_s",
+        type=float,
+        default=DEFAULT_WAIT_TIMEOUT_S,
+        metavar="S",
+        help=f"with --wait: give up after S seconds, exit 4 (default {DEFAULT_WAIT_TIMEOUT_S:g})",
+    )
+    parser.add_argument(
+        "--no-attach",
+        action="store_true",
+        help="when a run is already in progress, exit 3 instead of attaching to it",
+    )
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--no-progress", action="store_true", help="no progress output")
+    parser.add_argument(
+        "--requested-by", default=None, help="who asked, for the run record (default user@host)"
+    )
+    parser.set_defaults(handler=enqueue_command)
+
+
+def enqueue_command(args: argparse.Namespace, settings: Settings) -> int:
+    from migrator.cli import run_async
+
+    request = request_from_args(args)
+    data: dict[str, Any] | None = run_async(_enqueue(args, settings, request))
+    if data is None:
+        return EXIT_OK
+    return report(data, as_json=args.json)
+
+
+def request_from_args(args: argparse.Namespace) -> RunRequest:
+    if args.retry_failed and (args.dataset_ids or args.verify):
+        raise UsageError("--retry-failed takes the run's own selection; drop --dataset/--verify")
+    if args.timeout_s <= 0:
+        raise UsageError(f"--timeout must be positive, got {args.timeout_s:g}")
+    return RunRequest(
+        run_id=str(uuid.uuid4()),
+        trigger=args.trigger,
+        requested_by=args.requested_by or _who(),
+        dataset_ids=tuple(args.dataset_ids) if args.dataset_ids else None,
+        verify=args.verify,
+        retry_of=args.retry_failed,
+    )
+
+
+def _who() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # a container user with no passwd entry and no $USER
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+async def _enqueue(
+    args: argparse.Namespace, settings: Settings, request: RunRequest
+) -> dict[str, Any] | None:
+    from migrator.db import control_plane
+    from migrator.distributed import claim_run
+    from migrator.runlock import Locks
+
+    locks = Locks.from_settings(settings)
+    try:
+        async with control_plane(settings) as engine:
+            await validate_request(engine, request)
+            claim = await claim_run(locks, settings, request.run_id, request.trigger, engine)
+            if claim.started:
+                _send(locks, request)
+                _say(f"run {claim.run_id}: enqueued (trigger {request.trigger})")
+            elif args.no_attach:
+                raise RunBusyError(claim.run_id)
+            else:
+                _say(
+                    f"run {claim.run_id}: already in progress (trigger {claim.trigger or '?'}); "
+                    "attaching to it"
+                )
+            if not args.wait:
+                _print_claim(claim.run_id, claim.started, as_json=args.json)
+                return None
+            progress = Progress(f"run {claim.run_id}", enabled=not args.no_progress)
+            try:
+                return await wait_for_run(engine, claim.run_id, args.timeout_s, progress)
+            finally:
+                progress.close()
+    finally:
+        locks.close()
+
+
+def _send(locks: Any, request: RunRequest) -> None:
+    from tasks import send_run  # Celery is imported only when a run is sent
+
+    try:
+        send_run(request)
+    except BaseException:
+        locks.run_lock().release(request.run_id)
+        raise
+
+
+async def validate_request(engine: AsyncEngine, request: RunRequest) -> None:
+    """Fail fast on ids the control plane does not know (when it can be read from here)."""
+    from migrator.datasets import select_pending
+    from migrator.plan import run_state
+
+    try:
+        if request.retry_of is not None and await run_state(engine, request.retry_of) is None:
+            raise RunNotFoundError(f"no migration run with id {request.retry_of!r}")
+        if request.dataset_ids is not None:
+            await select_pending(engine, dataset_ids=request.dataset_ids)
+    except CONTROL_PLANE_ERRORS:
+        return
+
+
+async def wait_for_run(
+    engine: AsyncEngine, run_id: str, timeout_s: float, progress: Progress
+) -> dict[str, Any]:
+    """The run's summary, from the chord body's result (or the run record when the chord
+    failed); raises ``WaitTimeoutError`` after ``timeout_s``. Shows progress meanwhile."""
+    from celery.result import AsyncResult
+
+    from worker import app
+
+    result = AsyncResult(run_id, app=app)
+    deadline = time.monotonic() + timeout_s
+    over_since: float | None = None
+    while True:
+        if result.ready():
+            data = await _result_data(engine, result, run_id)
+            _final_progress(progress, data)
+            return data
+        state = await _progress(engine, run_id)
+        if state is not None:
+            progress.update(state.done, state.total, state.failed)
+            if state.status != "running":
+                over_since = over_since or time.monotonic()
+                if time.monotonic() - over_since > RESULT_GRACE_S:
+                    return await _recorded_summary(engine, run_id)
+        if time.monotonic() >= deadline:
+            raise WaitTimeoutError(run_id, timeout_s)
+        await asyncio.sleep(WAIT_POLL_S)
+
+
+async def _progress(engine: AsyncEngine, run_id: str) -> RunProgress | None:
+    from migrator.plan import read_progress
+
+    try:
+        return await read_progress(engine, run_id)
+    except CONTROL_PLANE_ERRORS:
+        return None
+
+
+async def _result_data(engine: AsyncEngine, result: Any, run_id: str) -> dict[str, Any]:
+    if result.successful() and isinstance(result.result, dict):
+        data: dict[str, Any] = result.result
+        return data
+    # The chord failed (a subtask died outside our handling); its errback finished the run.
+    try:
+        return await _recorded_summary(engine, run_id)
+    except (RunNotFoundError, *CONTROL_PLANE_ERRORS) as exc:
+        raise MigratorError(
+            f"run {run_id} failed before it was recorded ({type(result.result).__name__})"
+        ) from exc
+
+
+async def _recorded_summary(engine: AsyncEngine, run_id: str) -> dict[str, Any]:
+    from migrator.distributed import summary_result
+    from migrator.records import get_run
+
+    summary = await get_run(engine, run_id)
+    return summary_result(summary)
+
+
+def _final_progress(progress: Progress, data: dict[str, Any]) -> None:
+    counts = data.get("counts") or {}
+    total = int(counts.get("total", 0))
+    failed = int(counts.get("failed", 0)) + int(counts.get("timed_out", 0))
+    done = sum(int(counts.get(s, 0)) for s in ("succeeded", "failed", "timed_out", "skipped"))
+    if total:
+        progress.update(done, total, failed)
+
+
+def report(data: dict[str, Any], *, as_json: bool) -> int:
+    """Print the summary; the exit code says how the run ended."""
+    from migrator.distributed import summary_from_result
+
+    busy_run_id = data.get("busy_run_id")
+    if busy_run_id:
+        raise RunBusyError(busy_run_id)
+    if as_json:
+        print_json(data)
+    else:
+        print_summary(summary_from_result(data))
+    return EXIT_BY_STATUS.get(str(data.get("status")), EXIT_RELATIONAL_FAILED)
+
+
+def _print_claim(run_id: str, started: bool, *, as_json: bool) -> None:
+    if as_json:
+        print_json({"run_id": run_id, "attached": not started})
+    else:
+        print(run_id)
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
