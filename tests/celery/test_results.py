@@ -1,0 +1,34 @@
+"""What tasks return stays small: a dataset outcome under 1 KB, a run summary bounded."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from migrator.constants import RESULT_DATASETS_MAX
+from migrator.dataset_job import describe_error
+from migrator.distributed import summary_from_result, summary_result
+from migrator.settings import Settings
+from migrator.summary import DatasetOutcome, RunSummary
+
+
+def test_a_dataset_outcome_with_a_huge_error_is_under_one_kilobyte(settings: Settings) -> None:
+    error = describe_error(RuntimeError("x" * 50_000), settings)
+    outcome = DatasetOutcome(str(uuid.uuid4()), "failed", 0, 2, 299_999, error, "add_columns")
+
+    assert len(json.dumps(outcome.to_dict())) < 1024
+
+
+def test_a_huge_run_lists_only_failures_and_at_most_the_cap() -> None:
+    succeeded = [DatasetOutcome(str(uuid.uuid4()), "succeeded", 0, 3) for _ in range(5000)]
+    failed = [DatasetOutcome(str(uuid.uuid4()), "failed", error="E: x") for _ in range(150)]
+    summary = RunSummary(
+        "run-1", "deploy", "partial", "0003", "0003", {"total": 5150}, succeeded + failed
+    )
+
+    data = summary_result(summary)
+
+    assert len(data["datasets"]) == RESULT_DATASETS_MAX
+    assert {d["status"] for d in data["datasets"]} == {"failed"}
+    assert data["datasets_not_shown"] == 150 - RESULT_DATASETS_MAX
+    assert summary_from_result(json.loads(json.dumps(data))).counts == {"total": 5150}
