@@ -22,11 +22,27 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record), self.secrets)
 
 
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is now, not the one seen when logging was set up
+    (a replaced or closed stream, as under test capture, must not break later records)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
 def configure_logging(settings: Settings) -> None:
     level = logging.getLevelName(settings.log_level.upper())
     if not isinstance(level, int):
         level = logging.INFO
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _CurrentStderrHandler()
     handler.setFormatter(RedactingFormatter(settings.secrets()))
     root = logging.getLogger()
     for existing in list(root.handlers):
