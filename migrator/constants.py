@@ -21,6 +21,10 @@ RUN_LOCK_KEY = REDIS_PREFIX + "run-lock"
 DATASET_LOCK_PREFIX = REDIS_PREFIX + "dataset-lock:"
 CHECK_LOCK_KEY = REDIS_PREFIX + "check-lock"
 SERVER_SLOTS_PREFIX = REDIS_PREFIX + "server-slots:"
+# Waiting for a server slot (migrator.slots): poll every SERVER_SLOT_POLL_S (plus up to as much
+# again, at random, so waiters do not move in step); log at INFO a wait longer than this.
+SERVER_SLOT_POLL_S = 0.1
+SERVER_SLOT_WAIT_LOG_S = 10.0
 
 # Task names: messages name tasks by these strings, so they never change with module layout.
 TASK_MIGRATE_RUN = "tasks.migrate_run"
@@ -53,7 +57,9 @@ DEFAULT_WAIT_TIMEOUT_S = 3600.0
 WAIT_POLL_S = 0.5
 # After the run record says finished, how long to wait for the chord body's result to land.
 RESULT_GRACE_S = 5.0
-# A task result lists every dataset up to this many; beyond it, only failed ones (capped too).
-RESULT_DATASETS_MAX = 100
+# A run's task result carries counts and at most this many failed dataset ids, so it stays
+# under 1 KB at any size; the control plane holds every outcome (`migrator status RUN_ID`).
+RESULT_FAILED_IDS_MAX = 10
+RESULT_ERROR_CHARS = 200
 # Dataset ids named in one scheduled-check log line or result.
 CHECK_IDS_SHOWN = 20

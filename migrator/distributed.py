@@ -21,7 +21,8 @@ from migrator import records
 from migrator.constants import (
     DATASET_LOCK_POLL_S,
     DEFAULT_ENGINE_ID,
-    RESULT_DATASETS_MAX,
+    RESULT_ERROR_CHARS,
+    RESULT_FAILED_IDS_MAX,
     RUN_CLAIM_TRIES,
 )
 from migrator.dataset_job import describe_error, log_outcome, migrate_dataset, migrate_target
@@ -59,6 +60,7 @@ from migrator.runlock import (
 )
 from migrator.runner import log_summary
 from migrator.settings import Settings
+from migrator.slots import server_slot
 from migrator.summary import DatasetOutcome, RunSummary
 
 log = logging.getLogger(__name__)
@@ -321,7 +323,9 @@ async def migrate_one(
         return await _locked_out(engine, settings, lock, run_id, dataset_id, wait_s)
     try:
         with heartbeat([(lock, mine.token), (locks.run_lock(), run_id)]):
-            return await _migrate_locked(engine, settings, run_id, dataset_id)
+            # One of PER_SERVER_CONCURRENCY slots of the dataset's server, across all workers.
+            async with server_slot(engine, settings, locks.client, dataset_id):
+                return await _migrate_locked(engine, settings, run_id, dataset_id)
     finally:
         lock.release(mine.token)
 
@@ -480,12 +484,19 @@ def outcome_from_result(result: dict[str, Any]) -> DatasetOutcome | None:
 
 
 def summary_result(summary: RunSummary, *, busy_run_id: str | None = None) -> dict[str, Any]:
-    """A run summary as a task result: JSON, secret-free, bounded in size for huge runs."""
-    many = len(summary.datasets) > RESULT_DATASETS_MAX
-    data = summary.to_dict(datasets="failed" if many else "all")
-    if len(data["datasets"]) > RESULT_DATASETS_MAX:
-        data["datasets_not_shown"] = len(data["datasets"]) - RESULT_DATASETS_MAX
-        data["datasets"] = data["datasets"][:RESULT_DATASETS_MAX]
+    """A run summary as a task result: JSON, secret-free and under 1 KB at any run size.
+
+    Counts and the first failed dataset ids only; callers read the outcomes themselves from the
+    control plane, which holds every one.
+    """
+    data = summary.to_dict(datasets="failed")
+    failed_ids = [d["dataset_id"] for d in data.pop("datasets")]
+    data["datasets"] = []
+    data["failed_ids"] = failed_ids[:RESULT_FAILED_IDS_MAX]
+    if len(failed_ids) > RESULT_FAILED_IDS_MAX:
+        data["failed_ids_not_shown"] = len(failed_ids) - RESULT_FAILED_IDS_MAX
+    if data.get("error") and len(data["error"]) > RESULT_ERROR_CHARS:
+        data["error"] = data["error"][: RESULT_ERROR_CHARS - 3] + "..."
     if busy_run_id is not None:
         data["busy_run_id"] = busy_run_id
     return data

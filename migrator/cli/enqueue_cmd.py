@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from migrator.cli.output import Progress, print_json, print_summary
+from migrator.cli.output import FULL_LISTING_MAX, Progress, print_json, print_summary
 from migrator.constants import DEFAULT_WAIT_TIMEOUT_S, RESULT_GRACE_S, WAIT_POLL_S
 from migrator.errors import (
     EXIT_OK,
@@ -243,24 +243,28 @@ async def _progress(engine: AsyncEngine, run_id: str) -> RunProgress | None:
 
 
 async def _result_data(engine: AsyncEngine, result: Any, run_id: str) -> dict[str, Any]:
-    if result.successful() and isinstance(result.result, dict):
-        data: dict[str, Any] = result.result
-        return data
-    # The chord failed (a subtask died outside our handling); its errback finished the run.
+    """The run's summary with its failed outcomes, read from the control plane; the task result
+    (counts and a few ids) stands in when the control plane cannot be read from here."""
     try:
         return await _recorded_summary(engine, run_id)
     except (RunNotFoundError, *CONTROL_PLANE_ERRORS) as exc:
+        if result.successful() and isinstance(result.result, dict):
+            data: dict[str, Any] = result.result
+            return data
+        # The chord failed before anything was recorded.
         raise MigratorError(
             f"run {run_id} failed before it was recorded ({type(result.result).__name__})"
         ) from exc
 
 
 async def _recorded_summary(engine: AsyncEngine, run_id: str) -> dict[str, Any]:
-    from migrator.distributed import summary_result
     from migrator.records import get_run
 
-    summary = await get_run(engine, run_id)
-    return summary_result(summary)
+    # Like `migrator run --json`: every outcome for a small run, the failed ones for a big one.
+    summary = await get_run(engine, run_id, dataset_statuses=("failed", "timed_out"))
+    if summary.counts.get("total", 0) <= FULL_LISTING_MAX:
+        summary = await get_run(engine, run_id)
+    return summary.to_dict()
 
 
 def _final_progress(progress: Progress, data: dict[str, Any]) -> None:

@@ -10,6 +10,8 @@ from typing import Any, TextIO
 from migrator.summary import RunSummary
 
 MAX_FAILED_SHOWN = 20
+# JSON summaries list every outcome up to this many datasets, only the failed ones beyond.
+FULL_LISTING_MAX = 100
 
 
 def print_json(data: Any, stream: TextIO | None = None) -> None:

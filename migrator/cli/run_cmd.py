@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from migrator.cli.output import Progress, print_json, print_summary
+from migrator.cli.output import FULL_LISTING_MAX, Progress, print_json, print_summary
 from migrator.errors import EXIT_OK, EXIT_PARTIAL
 from migrator.settings import Settings
 from migrator.summary import RunSummary
@@ -58,7 +58,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     summary: RunSummary = run_async(_run(args, settings))
     if args.json:
-        print_json(summary.to_dict(datasets="failed" if len(summary.datasets) > 100 else "all"))
+        many = len(summary.datasets) > FULL_LISTING_MAX
+        print_json(summary.to_dict(datasets="failed" if many else "all"))
     else:
         print_summary(summary)
     return EXIT_OK if summary.ok else EXIT_PARTIAL

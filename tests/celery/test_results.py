@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from migrator.constants import RESULT_DATASETS_MAX
+from migrator.constants import RESULT_FAILED_IDS_MAX
 from migrator.dataset_job import describe_error
 from migrator.distributed import summary_from_result, summary_result
 from migrator.settings import Settings
@@ -19,16 +19,26 @@ def test_a_dataset_outcome_with_a_huge_error_is_under_one_kilobyte(settings: Set
     assert len(json.dumps(outcome.to_dict())) < 1024
 
 
-def test_a_huge_run_lists_only_failures_and_at_most_the_cap() -> None:
+def test_a_huge_run_result_is_under_one_kilobyte_and_names_the_first_failures() -> None:
     succeeded = [DatasetOutcome(str(uuid.uuid4()), "succeeded", 0, 3) for _ in range(5000)]
-    failed = [DatasetOutcome(str(uuid.uuid4()), "failed", error="E: x") for _ in range(150)]
+    failed = [
+        DatasetOutcome(str(uuid.uuid4()), "failed", error="E: " + "x" * 390) for _ in range(150)
+    ]
     summary = RunSummary(
-        "run-1", "deploy", "partial", "0003", "0003", {"total": 5150}, succeeded + failed
+        "run-1",
+        "deploy",
+        "partial",
+        "0003",
+        "0003",
+        {"total": 5150},
+        succeeded + failed,
+        error="RuntimeError: " + "y" * 1000,
     )
 
     data = summary_result(summary)
 
-    assert len(data["datasets"]) == RESULT_DATASETS_MAX
-    assert {d["status"] for d in data["datasets"]} == {"failed"}
-    assert data["datasets_not_shown"] == 150 - RESULT_DATASETS_MAX
+    assert len(json.dumps(data)) < 1024
+    assert data["failed_ids"] == [d.dataset_id for d in failed[:RESULT_FAILED_IDS_MAX]]
+    assert data["failed_ids_not_shown"] == 150 - RESULT_FAILED_IDS_MAX
+    assert data["datasets"] == []
     assert summary_from_result(json.loads(json.dumps(data))).counts == {"total": 5150}
