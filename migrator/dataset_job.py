@@ -86,18 +86,25 @@ async def migrate_target(target: DatasetTarget, settings: Settings) -> DatasetOu
 async def migrate_dataset(
     engine: AsyncEngine, settings: Settings, run_id: str, dataset_id: str
 ) -> DatasetOutcome:
-    """Migrate a registered dataset within a run, recording start and end in the control plane."""
-    await records.mark_dataset_running(engine, run_id, dataset_id, None)
-    try:
-        target = await load_target(engine, dataset_id)
-    except Exception as exc:
-        outcome = DatasetOutcome(
-            dataset_id, "failed", error=describe_error(exc, settings), step="load"
-        )
-        log_outcome(outcome)
-    else:
-        outcome = await migrate_target(target, settings)
-    await records.mark_dataset_done(engine, run_id, outcome)
+    """Migrate a registered dataset within a run, recording start and end in the control plane.
+
+    One connection serves the whole bookkeeping: the start and the target's details in one
+    transaction, the outcome in another; none is open while the dataset migrates.
+    """
+    async with engine.connect() as conn:
+        async with conn.begin():
+            await records.mark_dataset_running(conn, run_id, dataset_id, None)
+            try:
+                target: DatasetTarget | None = await load_target(conn, dataset_id)
+            except Exception as exc:
+                target = None
+                outcome = DatasetOutcome(
+                    dataset_id, "failed", error=describe_error(exc, settings), step="load"
+                )
+                log_outcome(outcome)
+        if target is not None:
+            outcome = await migrate_target(target, settings)
+        await records.mark_dataset_done(conn, run_id, outcome)
     return outcome
 
 

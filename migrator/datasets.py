@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrator.constants import DEFAULT_ENGINE_ID
+from migrator.db import Bind, connection
 from migrator.errors import DatasetNotFoundError, UsageError
 from migrator.models import dataset_databases, datasets
 from migrator.records import utcnow
@@ -192,9 +193,9 @@ async def select_pending(
     return wanted
 
 
-async def load_target(engine: AsyncEngine, dataset_id: str) -> DatasetTarget:
+async def load_target(bind: Bind, dataset_id: str) -> DatasetTarget:
     """Connection details for one dataset, read from the control plane (never from a message)."""
-    async with engine.connect() as conn:
+    async with connection(bind) as conn:
         row = (
             await conn.execute(
                 sa.select(

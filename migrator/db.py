@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from migrator.settings import Settings
 
@@ -55,3 +55,31 @@ async def control_plane(settings: Settings) -> AsyncIterator[AsyncEngine]:
         yield engine
     finally:
         await engine.dispose()
+
+
+Bind = AsyncEngine | AsyncConnection
+
+
+@asynccontextmanager
+async def transaction(bind: Bind) -> AsyncIterator[AsyncConnection]:
+    """A transaction on ``bind``: the caller's own when it passes a connection inside one, so
+    several bookkeeping writes share one checkout and one commit."""
+    if isinstance(bind, AsyncConnection):
+        if bind.in_transaction():
+            yield bind
+        else:
+            async with bind.begin():
+                yield bind
+    else:
+        async with bind.begin() as conn:
+            yield conn
+
+
+@asynccontextmanager
+async def connection(bind: Bind) -> AsyncIterator[AsyncConnection]:
+    """The caller's connection, or a new one from the engine for the block."""
+    if isinstance(bind, AsyncConnection):
+        yield bind
+    else:
+        async with bind.connect() as conn:
+            yield conn

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from migrator.db import Bind, transaction
 from migrator.errors import ControlPlaneNotReadyError, RunNotFoundError
 from migrator.models import dataset_databases, migration_run_datasets, migration_runs
 from migrator.summary import DatasetOutcome, RunSummary
@@ -82,10 +83,10 @@ async def add_run_datasets(engine: AsyncEngine, run_id: str, dataset_ids: Iterab
 
 
 async def mark_dataset_running(
-    engine: AsyncEngine, run_id: str, dataset_id: str, version_before: int | None
+    bind: Bind, run_id: str, dataset_id: str, version_before: int | None
 ) -> None:
     now = utcnow()
-    async with engine.begin() as conn:
+    async with transaction(bind) as conn:
         await conn.execute(
             migration_run_datasets.update()
             .where(
@@ -103,11 +104,11 @@ async def mark_dataset_running(
 
 
 async def mark_dataset_done(
-    engine: AsyncEngine, run_id: str, outcome: DatasetOutcome, *, update_cache: bool = True
+    bind: Bind, run_id: str, outcome: DatasetOutcome, *, update_cache: bool = True
 ) -> None:
     """Record a dataset's outcome and, for real datasets, refresh the control plane's cache."""
     now = utcnow()
-    async with engine.begin() as conn:
+    async with transaction(bind) as conn:
         await conn.execute(
             migration_run_datasets.update()
             .where(
