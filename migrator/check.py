@@ -19,14 +19,14 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrator.constants import CHECK_IDS_SHOWN
-from migrator.datasets import load_target
 from migrator.distributed import claim_run, recover_stale_runs
-from migrator.models import dataset_databases
+from migrator.models import dataset_databases, datasets
 from migrator.plan import RunRequest, last_finished_at
 from migrator.records import utcnow
 from migrator.relational import alembic_config, current_revision, head_revision
 from migrator.runlock import LockRecord, Locks, heartbeat
 from migrator.settings import Settings
+from migrator.vector.base import DatasetTarget
 from migrator.vector.registry import adapter_factory
 from migrator.vector.schema import HEAD_VERSION
 
@@ -126,8 +126,14 @@ async def _claim_for(
     report.enqueued_run = request.run_id
 
 
-async def inspect(engine: AsyncEngine, settings: Settings, locks: Locks) -> CheckReport:
-    """Everything the check reads; fails stale runs (and frees their lock) on the way."""
+async def inspect(
+    engine: AsyncEngine, settings: Settings, locks: Locks, *, verify: bool | None = None
+) -> CheckReport:
+    """Everything the check reads; fails stale runs (and frees their lock) on the way.
+
+    The control-plane pass is cheap at any size; the verify pass (``verify``, default
+    MIGRATION_CHECK_VERIFY) opens every up-to-date dataset to compare its own record.
+    """
     inspected_at = utcnow()
     head = head_revision(alembic_config(settings))
     current = await current_revision(engine)
@@ -141,7 +147,8 @@ async def inspect(engine: AsyncEngine, settings: Settings, locks: Locks) -> Chec
     report.run_in_progress = holder.run_id if holder else None
     if settings.enable_backend_access_control:
         report.pending = await _pending(engine)
-        report.drifted, report.unreadable = await find_drift(engine, settings)
+        if settings.migration_check_verify if verify is None else verify:
+            report.drifted, report.unreadable = await find_drift(engine, settings)
     return report
 
 
@@ -168,7 +175,15 @@ async def find_drift(engine: AsyncEngine, settings: Settings) -> tuple[list[str]
     async with engine.connect() as conn:
         rows = (
             await conn.execute(
-                sa.select(dataset_databases.c.dataset_id, dataset_databases.c.vector_schema_version)
+                sa.select(
+                    dataset_databases.c.dataset_id,
+                    dataset_databases.c.vector_schema_version,
+                    datasets.c.name,
+                    dataset_databases.c.vector_provider,
+                    dataset_databases.c.url,
+                    dataset_databases.c.connection_info,
+                )
+                .join(datasets, datasets.c.id == dataset_databases.c.dataset_id)
                 .where(
                     dataset_databases.c.state == "active",
                     dataset_databases.c.vector_schema_version >= HEAD_VERSION,
@@ -178,11 +193,14 @@ async def find_drift(engine: AsyncEngine, settings: Settings) -> tuple[list[str]
         ).all()
     gate = asyncio.Semaphore(settings.migration_concurrency)
 
-    async def one(dataset_id: str) -> int | None:
+    async def one(row: Any) -> int | None:
+        target = DatasetTarget(
+            row.dataset_id, row.name, row.vector_provider, row.url, row.connection_info or {}
+        )
         async with gate:
-            return await _read_version(engine, settings, dataset_id)
+            return await _read_version(settings, target)
 
-    versions = await asyncio.gather(*(one(r.dataset_id) for r in rows))
+    versions = await asyncio.gather(*(one(r) for r in rows))
     drifted = [
         r.dataset_id
         for r, v in zip(rows, versions, strict=True)
@@ -192,10 +210,10 @@ async def find_drift(engine: AsyncEngine, settings: Settings) -> tuple[list[str]
     return drifted, unreadable
 
 
-async def _read_version(engine: AsyncEngine, settings: Settings, dataset_id: str) -> int | None:
+async def _read_version(settings: Settings, target: DatasetTarget) -> int | None:
     adapter = None
+    dataset_id = target.dataset_id
     try:
-        target = await load_target(engine, dataset_id)
         adapter = adapter_factory(target.provider)(target, settings)
         async with asyncio.timeout(settings.connect_timeout_s):
             return int(await adapter.read_version())

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     migration_check_interval_s: float = Field(
         300.0, gt=0, description="How often celery beat runs the scheduled check."
     )
+    migration_check_verify: bool = Field(
+        True, description="The scheduled check also opens every dataset to find drift."
+    )
     migration_check_action: Literal["report", "enqueue"] = Field(
         "report", description="What the scheduled check does when it finds work."
     )

@@ -217,7 +217,7 @@ async def wait_for_run(
     deadline = time.monotonic() + timeout_s
     over_since: float | None = None
     while True:
-        if result.ready():
+        if _result_ready(result):
             data = await _result_data(engine, result, run_id)
             _final_progress(progress, data)
             return data
@@ -231,6 +231,17 @@ async def wait_for_run(
         if time.monotonic() >= deadline:
             raise WaitTimeoutError(run_id, timeout_s)
         await asyncio.sleep(WAIT_POLL_S)
+
+
+def _result_ready(result: Any) -> bool:
+    """Whether the chord body's result is in. Redis restarting or unreachable reads as "not
+    yet": the run goes on without this caller, and the control plane still shows its progress."""
+    from redis.exceptions import RedisError
+
+    try:
+        return bool(result.ready())
+    except (RedisError, OSError):
+        return False
 
 
 async def _progress(engine: AsyncEngine, run_id: str) -> RunProgress | None:

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from migrator.cli import main
 from migrator.db import control_plane
-from migrator.models import migration_run_datasets, migration_runs
+from migrator.models import dataset_databases, migration_run_datasets, migration_runs
 from migrator.settings import Settings
 
 PASSWORD = "Sup3r-S3cret-pw"
@@ -24,6 +24,7 @@ COMMANDS = [
     ["run"],
     ["status"],
     ["runs"],
+    ["check"],
     ["datasets"],
     ["datasets", "add"],
     ["datasets", "list"],
@@ -177,3 +178,35 @@ def test_relative_sqlite_path_is_resolved_against_the_callers_directory(
     assert json.loads(result.stdout)["counts"]["succeeded"] == 3
     assert (workdir / "rel" / "control.db").is_file()
     assert len(list((workdir / "rel" / "vector").iterdir())) == 3
+
+
+def test_check_reports_pending_and_reads_drift_only_with_verify(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(redis_url="redis://127.0.0.1:6379/14")
+    assert _cli("datasets", "add", "one").returncode == 0
+
+    pending = _cli("check", "--no-verify", "--json")
+    assert pending.returncode == 2, pending.stderr
+    assert json.loads(pending.stdout)["pending_count"] == 1
+
+    assert _cli("run").returncode == 0
+    added = json.loads(_cli("datasets", "add", "drifted", "--json").stdout)
+
+    async def claim_head_in_the_cache() -> None:
+        async with control_plane(settings) as engine, engine.begin() as conn:
+            await conn.execute(
+                dataset_databases.update()
+                .where(dataset_databases.c.dataset_id == added["id"])
+                .values(vector_schema_version=3)
+            )
+
+    asyncio.run(claim_head_in_the_cache())  # its own directory records nothing: drift
+
+    quick = _cli("check", "--no-verify", "--json")
+    assert quick.returncode == 0, quick.stderr
+    assert json.loads(quick.stdout)["drifted_count"] == 0
+    verified = _cli("check", "--verify", "--json")
+    assert verified.returncode == 2, verified.stderr
+    report = json.loads(verified.stdout)
+    assert (report["pending_count"], report["drifted"]) == (0, [added["id"]])

@@ -1,0 +1,66 @@
+"""``migrator check``: the scheduled check, once, from here; it reports and never migrates."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from migrator.cli.output import print_json
+from migrator.errors import EXIT_OK, EXIT_PARTIAL
+from migrator.settings import Settings
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "check",
+        help="report what is behind: control plane, pending and drifted datasets, stale runs",
+        description="Run the scheduled check once in this process and report; nothing is "
+        "migrated or enqueued (stale runs are marked failed, as the scheduled check does). "
+        "Needs Redis for the run lock. Exit 0 when nothing needs a run, 2 when something does.",
+    )
+    verify = parser.add_mutually_exclusive_group()
+    verify.add_argument(
+        "--verify",
+        dest="verify",
+        action="store_true",
+        default=None,
+        help="also open every up-to-date dataset to compare its own version record",
+    )
+    verify.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        help="read the control plane only (default: MIGRATION_CHECK_VERIFY)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.set_defaults(handler=check_command)
+
+
+def check_command(args: argparse.Namespace, settings: Settings) -> int:
+    from migrator.check import CheckReport, inspect, log_report
+    from migrator.cli import run_async
+    from migrator.db import control_plane
+    from migrator.runlock import Locks
+
+    async def check() -> CheckReport:
+        locks = Locks.from_settings(settings)
+        try:
+            async with control_plane(settings) as engine:
+                return await inspect(engine, settings, locks, verify=args.verify)
+        finally:
+            locks.close()
+
+    report = run_async(check())
+    if args.json:
+        print_json(report.to_dict())
+    else:
+        log_report(report)
+        data = report.to_dict()
+        print(f"control plane: {data['relational_current']} (head {data['relational_head']})")
+        for key in ("pending", "drifted", "unreadable"):
+            print(f"{key}: {data[f'{key}_count']}  {' '.join(data[key])}".rstrip())
+        print(
+            f"stale runs failed: {len(report.stale_runs)}; run in progress: "
+            f"{report.run_in_progress or 'none'}"
+        )
+    return EXIT_PARTIAL if report.needs_run else EXIT_OK
