@@ -55,6 +55,7 @@ CHORD_JOIN_TIMEOUT_S = 60.0
 # Triggers waiting on a run.
 DEFAULT_WAIT_TIMEOUT_S = 3600.0
 WAIT_POLL_S = 0.5
+WAIT_FIRST_POLL_S = 0.05
 # After the run record says finished, how long to wait for the chord body's result to land.
 RESULT_GRACE_S = 5.0
 # A run's task result carries counts and at most this many failed dataset ids, so it stays

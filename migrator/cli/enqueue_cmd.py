@@ -19,7 +19,12 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrator.cli.output import FULL_LISTING_MAX, Progress, print_json, print_summary
-from migrator.constants import DEFAULT_WAIT_TIMEOUT_S, RESULT_GRACE_S, WAIT_POLL_S
+from migrator.constants import (
+    DEFAULT_WAIT_TIMEOUT_S,
+    RESULT_GRACE_S,
+    WAIT_FIRST_POLL_S,
+    WAIT_POLL_S,
+)
 from migrator.errors import (
     EXIT_OK,
     EXIT_PARTIAL,
@@ -216,6 +221,7 @@ async def wait_for_run(
     result = AsyncResult(run_id, app=app)
     deadline = time.monotonic() + timeout_s
     over_since: float | None = None
+    poll_s = WAIT_FIRST_POLL_S / 2
     while True:
         if _result_ready(result):
             data = await _result_data(engine, result, run_id)
@@ -230,7 +236,9 @@ async def wait_for_run(
                     return await _recorded_summary(engine, run_id)
         if time.monotonic() >= deadline:
             raise WaitTimeoutError(run_id, timeout_s)
-        await asyncio.sleep(WAIT_POLL_S)
+        # Quick polls first (a run with nothing to do ends in ~0.1 s), then every WAIT_POLL_S.
+        poll_s = min(WAIT_POLL_S, poll_s * 2)
+        await asyncio.sleep(poll_s)
 
 
 def _result_ready(result: Any) -> bool:

