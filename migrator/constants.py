@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+# Control-plane writes that lose their connection mid-way (a restart, a failover) are tried
+# again on a new one: this many tries in all, the n-th retry after n x CONTROL_PLANE_RETRY_S.
+CONTROL_PLANE_TRIES = 3
+CONTROL_PLANE_RETRY_S = 0.2
+
 # Relational upgrade lock (PostgreSQL advisory lock id; any stable 64-bit number).
 RELATIONAL_ADVISORY_LOCK_KEY = 0x6D69677261746F72  # "migrator"
 RELATIONAL_LOCK_POLL_S = 0.25

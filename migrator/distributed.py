@@ -30,7 +30,6 @@ from migrator.datasets import default_engine_target
 from migrator.errors import (
     AttemptsExhaustedError,
     DatasetBusyError,
-    DuplicateDeliveryError,
     NoOutcomeError,
     RunBusyError,
     RunNotFoundError,
@@ -57,6 +56,7 @@ from migrator.runlock import (
     acquire_waiting,
     confirm_run_lock,
     heartbeat,
+    release_quietly,
 )
 from migrator.runner import log_summary
 from migrator.settings import Settings
@@ -312,36 +312,46 @@ async def migrate_one(
 ) -> DatasetOutcome:
     """Migrate one dataset of a run under its dataset lock; the outcome is recorded.
 
-    Raises ``DuplicateDeliveryError`` when another delivery of this same (run, dataset) owns the
-    work or already recorded it: exactly one result per dataset must reach the chord.
+    Every delivery of a (run, dataset) reports its outcome, once it is recorded: a second copy
+    (Redis redelivery, or a parent resumed after it died mid-fan-out sent the dataset again in
+    a new chord) waits for the live one and reports what it recorded. So each chord of the run
+    completes; Celery counts a task id once within a chord.
     """
     lock = locks.dataset_lock(dataset_id)
     mine = LockRecord.new(run_id)
     # A delivery killed while holding the lock stops extending it: it lapses within one TTL.
     wait_s = settings.dataset_lock_ttl_s + 2 * DATASET_LOCK_POLL_S
-    if not await acquire_waiting(lock, mine, wait_s):
-        return await _locked_out(engine, settings, lock, run_id, dataset_id, wait_s)
+    announced = False
+    while not await acquire_waiting(lock, mine, wait_s):
+        holder = lock.holder()
+        if holder is not None and holder.run_id != run_id:
+            return await _locked_out(engine, settings, holder, run_id, dataset_id, wait_s)
+        if holder is not None and not announced:
+            log.info(
+                "Run %s dataset=%s: another delivery of this run is migrating it; waiting for "
+                "its outcome.",
+                run_id,
+                dataset_id,
+            )
+            announced = True
     try:
         with heartbeat([(lock, mine.token), (locks.run_lock(), run_id)]):
             # One of PER_SERVER_CONCURRENCY slots of the dataset's server, across all workers.
             async with server_slot(engine, settings, locks.client, dataset_id):
                 return await _migrate_locked(engine, settings, run_id, dataset_id)
     finally:
-        lock.release(mine.token)
+        release_quietly(lock, mine.token)  # Redis down now must not undo a recorded outcome
 
 
 async def _locked_out(
     engine: AsyncEngine,
     settings: Settings,
-    lock: RedisLock,
+    holder: LockRecord,
     run_id: str,
     dataset_id: str,
     waited_s: float,
 ) -> DatasetOutcome:
-    holder = lock.holder()
-    if holder is not None and holder.run_id == run_id:
-        raise DuplicateDeliveryError(run_id, dataset_id, "another live delivery holds its lock")
-    busy = DatasetBusyError(dataset_id, holder.run_id if holder else "unknown", waited_s)
+    busy = DatasetBusyError(dataset_id, holder.run_id, waited_s)
     outcome = DatasetOutcome(
         dataset_id, "failed", error=describe_error(busy, settings), step="lock"
     )
@@ -359,7 +369,13 @@ async def _migrate_locked(
         log.error("Subtask refused: %s.", error)
         return DatasetOutcome(dataset_id, "failed", error=describe_error(error, settings))
     if row.status in FINAL_DATASET_STATUSES:
-        raise DuplicateDeliveryError(run_id, dataset_id, f"already recorded {row.status}")
+        log.info(
+            "Run %s dataset=%s: already recorded %s by an earlier delivery; reporting that.",
+            run_id,
+            dataset_id,
+            row.status,
+        )
+        return row.outcome(dataset_id)
     if row.attempts >= settings.dataset_max_attempts:
         exhausted = AttemptsExhaustedError(dataset_id, row.attempts)
         outcome = DatasetOutcome(

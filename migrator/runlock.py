@@ -196,14 +196,47 @@ def confirm_run_lock(lock: RedisLock, run_id: str, trigger: str | None) -> LockR
 async def acquire_waiting(
     lock: RedisLock, record: LockRecord, wait_s: float, poll_s: float = DATASET_LOCK_POLL_S
 ) -> bool:
-    """Try to take ``lock`` for up to ``wait_s``; polls without blocking the event loop."""
+    """Try to take ``lock`` for up to ``wait_s``; polls without blocking the event loop.
+
+    Redis restarting or unreachable is waited out like a held lock, until the deadline (then
+    its error goes on). A SET whose reply was lost may have taken the lock: the next poll
+    recognises our own token.
+    """
     deadline = time.monotonic() + wait_s
+    unsure = False
     while True:
-        if lock.acquire(record):
-            return True
+        try:
+            if lock.acquire(record):
+                return True
+            if unsure:
+                holder = lock.holder()
+                if holder is not None and holder.token == record.token:
+                    return True
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if time.monotonic() >= deadline:
+                raise
+            if not unsure:
+                log.warning(
+                    "Redis unavailable taking %s (%s); retrying.", lock.key, type(exc).__name__
+                )
+            unsure = True
         if time.monotonic() >= deadline:
             return False
         await asyncio.sleep(poll_s)
+
+
+def release_quietly(lock: RedisLock, token: str) -> None:
+    """Release ``lock`` if ours; when Redis cannot be reached, leave it to lapse within its TTL
+    (the work it guarded is done and recorded: that must not turn into a failure)."""
+    try:
+        lock.release(token)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        log.warning(
+            "Could not release %s (%s); it lapses within %gs.",
+            lock.key,
+            type(exc).__name__,
+            lock.ttl_s,
+        )
 
 
 class Heartbeat:
