@@ -7,10 +7,12 @@ import asyncio
 import logging
 import time
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrator import records
 from migrator.datasets import load_target
+from migrator.db import Bind, reconnecting, transaction
 from migrator.settings import Settings
 from migrator.summary import DatasetOutcome
 from migrator.urls import redact
@@ -91,20 +93,37 @@ async def migrate_dataset(
     One connection serves the whole bookkeeping: the start and the target's details in one
     transaction, the outcome in another; none is open while the dataset migrates.
     """
-    async with engine.connect() as conn:
-        async with conn.begin():
+
+    async def start(bind: Bind) -> DatasetTarget | DatasetOutcome:
+        async with transaction(bind) as conn:
             await records.mark_dataset_running(conn, run_id, dataset_id, None)
             try:
-                target: DatasetTarget | None = await load_target(conn, dataset_id)
+                return await load_target(conn, dataset_id)
+            except DBAPIError as exc:
+                if exc.connection_invalidated:
+                    raise  # the connection, not the dataset: tried again on a new one
+                return _load_failed(exc, dataset_id, settings)
             except Exception as exc:
-                target = None
-                outcome = DatasetOutcome(
-                    dataset_id, "failed", error=describe_error(exc, settings), step="load"
-                )
-                log_outcome(outcome)
-        if target is not None:
-            outcome = await migrate_target(target, settings)
-        await records.mark_dataset_done(conn, run_id, outcome)
+                return _load_failed(exc, dataset_id, settings)
+
+    async with engine.connect() as conn:
+        # The control plane may drop this connection at any moment (a restart, a failover):
+        # each transaction is tried again on a new one, so a migrated dataset is never
+        # recorded failed for it.
+        started = await reconnecting(engine, conn, start)
+        if isinstance(started, DatasetOutcome):
+            outcome = started
+        else:
+            outcome = await migrate_target(started, settings)
+        await reconnecting(
+            engine, conn, lambda bind: records.mark_dataset_done(bind, run_id, outcome)
+        )
+    return outcome
+
+
+def _load_failed(exc: Exception, dataset_id: str, settings: Settings) -> DatasetOutcome:
+    outcome = DatasetOutcome(dataset_id, "failed", error=describe_error(exc, settings), step="load")
+    log_outcome(outcome)
     return outcome
 
 

@@ -19,6 +19,7 @@ from migrator.errors import DatasetNotFoundError, UsageError
 from migrator.models import dataset_databases, datasets
 from migrator.records import utcnow
 from migrator.settings import Settings
+from migrator.urls import obfuscate_url
 from migrator.vector.base import DatasetTarget
 from migrator.vector.registry import adapter_factory
 from migrator.vector.schema import HEAD_VERSION
@@ -40,7 +41,10 @@ class DatasetRow:
     last_error: str | None
 
     def to_dict(self) -> dict[str, Any]:
+        """For output: a URL stored before credentials were refused (or edited in by hand)
+        shows its password masked."""
         data = self.__dict__.copy()
+        data["url"] = obfuscate_url(self.url)
         data["last_migrated_at"] = (
             self.last_migrated_at.isoformat() if self.last_migrated_at else None
         )

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from migrator.constants import CONTROL_PLANE_RETRY_S, CONTROL_PLANE_TRIES
 from migrator.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
 
@@ -73,6 +81,28 @@ async def transaction(bind: Bind) -> AsyncIterator[AsyncConnection]:
     else:
         async with bind.begin() as conn:
             yield conn
+
+
+async def reconnecting(
+    engine: AsyncEngine, conn: AsyncConnection, work: Callable[[Bind], Awaitable[T]]
+) -> T:
+    """``work(conn)``; when the control plane dropped ``conn`` under it (a restart, a failover,
+    ``pg_terminate_backend``), ``work`` again on a new connection from ``engine``, up to
+    CONTROL_PLANE_TRIES times in all. ``work`` must be safe to repeat after a rollback."""
+    bind: Bind = conn
+    for attempt in range(1, CONTROL_PLANE_TRIES + 1):
+        try:
+            return await work(bind)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated or attempt == CONTROL_PLANE_TRIES:
+                raise
+            log.warning(
+                "Control-plane connection lost (%s); retrying on a new one.",
+                type(exc.orig).__name__,
+            )
+            bind = engine
+            await asyncio.sleep(CONTROL_PLANE_RETRY_S * attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 @asynccontextmanager

@@ -167,6 +167,12 @@ class StaleRunError(MigratorError):
         self.idle_s = idle_s
 
 
+class MessageRefusedError(MigratorError):
+    """Raised when a task message carries anything but the ids and flags its task takes (a
+    forged message, or one from an incompatible release); nothing is done for it. The message
+    names fields, never their values (a forged one may carry a password)."""
+
+
 class WaitTimeoutError(MigratorError):
     """Raised when a caller's wait for a run ends before the run does."""
 

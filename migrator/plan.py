@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrator.constants import DEFAULT_ENGINE_ID
 from migrator.datasets import ID_BATCH, select_pending, validate_dataset_id
-from migrator.errors import RunNotFoundError
-from migrator.models import dataset_databases, migration_run_datasets, migration_runs
+from migrator.errors import MessageRefusedError, RunNotFoundError
+from migrator.models import RUN_TRIGGERS, dataset_databases, migration_run_datasets, migration_runs
 from migrator.records import FINAL_DATASET_STATUSES, utcnow
 from migrator.settings import Settings
 from migrator.summary import DatasetOutcome
@@ -66,6 +66,10 @@ class RunRequest:
 
     @classmethod
     def from_message(cls, run_id: str, message: dict[str, Any]) -> RunRequest:
+        """The request a parent task's message carries; ``MessageRefusedError`` for anything
+        else (a forged message naming a URL or a path, or one from an incompatible release).
+        The refusal names fields, never their values."""
+        _check_message(run_id, message)
         dataset_ids = message.get("dataset_ids")
         return cls(
             run_id=run_id,
@@ -75,6 +79,33 @@ class RunRequest:
             verify=bool(message.get("verify", False)),
             retry_of=message.get("retry_of"),
             extra_ids=tuple(message.get("extra_ids") or ()),
+        )
+
+
+_MESSAGE_FIELDS = {"trigger", "requested_by", "dataset_ids", "verify", "retry_of", "extra_ids"}
+
+
+def _check_message(run_id: Any, message: dict[str, Any]) -> None:
+    unknown = sorted(set(message) - _MESSAGE_FIELDS)
+    if unknown:
+        raise MessageRefusedError(
+            f"task message refused: unexpected field(s) {', '.join(map(repr, unknown))}"
+        )
+    lists = [message.get("dataset_ids"), message.get("extra_ids")]
+    kinds_ok = (
+        message.get("trigger") in RUN_TRIGGERS
+        and isinstance(run_id, str)
+        and all(isinstance(message.get(k), str | None) for k in ("requested_by", "retry_of"))
+        and isinstance(message.get("verify", False), bool)
+        and all(
+            ids is None or (isinstance(ids, list) and all(isinstance(i, str) for i in ids))
+            for ids in lists
+        )
+    )
+    if not kinds_ok:
+        raise MessageRefusedError(
+            f"task message refused: fields must be: trigger one of {', '.join(RUN_TRIGGERS)}; "
+            "ids as strings; verify a boolean"
         )
 
 
@@ -219,21 +250,41 @@ async def read_progress(engine: AsyncEngine, run_id: str) -> RunProgress | None:
 class RunDatasetRow:
     status: str
     attempts: int
+    version_before: int | None = None
+    version_after: int | None = None
+    duration_ms: int | None = None
+    error: str | None = None
+
+    def outcome(self, dataset_id: str) -> DatasetOutcome:
+        """The outcome this row records (for a delivery that finds the work already done)."""
+        return DatasetOutcome(
+            dataset_id,
+            self.status,
+            self.version_before,
+            self.version_after,
+            self.duration_ms or 0,
+            self.error,
+        )
 
 
 async def get_run_dataset(
     engine: AsyncEngine, run_id: str, dataset_id: str
 ) -> RunDatasetRow | None:
+    table = migration_run_datasets
     async with engine.connect() as conn:
         row = (
             await conn.execute(
-                sa.select(migration_run_datasets.c.status, migration_run_datasets.c.attempts).where(
-                    migration_run_datasets.c.run_id == run_id,
-                    migration_run_datasets.c.dataset_id == dataset_id,
-                )
+                sa.select(
+                    table.c.status,
+                    table.c.attempts,
+                    table.c.version_before,
+                    table.c.version_after,
+                    table.c.duration_ms,
+                    table.c.error,
+                ).where(table.c.run_id == run_id, table.c.dataset_id == dataset_id)
             )
         ).first()
-    return RunDatasetRow(row.status, row.attempts) if row is not None else None
+    return RunDatasetRow(**row._mapping) if row is not None else None
 
 
 async def open_dataset_ids(engine: AsyncEngine, run_id: str) -> list[str]:

@@ -109,5 +109,6 @@ def remove_command(args: argparse.Namespace, settings: Settings) -> int:
             return await remove_dataset(engine, args.dataset)
 
     row = run_async(remove())
-    print(f"removed dataset {row.id} {row.name!r}; its vector database at {row.url} was kept")
+    url = row.to_dict()["url"]
+    print(f"removed dataset {row.id} {row.name!r}; its vector database at {url} was kept")
     return EXIT_OK
