@@ -123,16 +123,6 @@ class DatasetBusyError(MigratorError):
         self.holder_run_id = holder_run_id
 
 
-class DuplicateDeliveryError(MigratorError):
-    """Raised when a dataset's subtask arrives again while another delivery of the same run owns
-    it or after that delivery already recorded the outcome; the duplicate must not report."""
-
-    def __init__(self, run_id: str, dataset_id: str, reason: str) -> None:
-        super().__init__(f"run {run_id} dataset {dataset_id}: duplicate delivery ({reason})")
-        self.run_id = run_id
-        self.dataset_id = dataset_id
-
-
 class AttemptsExhaustedError(MigratorError):
     """Raised when a dataset's earlier deliveries in a run all started and never finished (the
     worker process running them was killed), so it is recorded failed instead of tried again."""

@@ -25,7 +25,6 @@ from migrator.constants import (
     TASK_MIGRATE_RUN,
     TASK_SCHEDULED_CHECK,
 )
-from migrator.errors import DuplicateDeliveryError
 from migrator.plan import RunRequest
 from migrator.records import utcnow
 from migrator.settings import Settings
@@ -94,7 +93,8 @@ def _abandon(settings: Settings, run_id: str, exc: Exception) -> dict[str, Any]:
 
 @app.task(name=TASK_MIGRATE_DATASET)
 def migrate_dataset(run_id: str, dataset_id: str) -> dict[str, Any]:
-    """One dataset: never raises, so the chord body always runs (a duplicate is ignored)."""
+    """One dataset: never raises, so the chord body always runs. A redelivered copy reports the
+    outcome the live one recorded, so every delivery answers the chord."""
     rt = runtime()
     started = time.monotonic()
     try:
@@ -102,9 +102,6 @@ def migrate_dataset(run_id: str, dataset_id: str) -> dict[str, Any]:
             distributed.migrate_one(rt.engine, rt.settings, rt.locks, run_id, dataset_id),
             cancel_grace_s=cancel_grace_s(rt.settings),
         )
-    except DuplicateDeliveryError as exc:
-        log.warning("%s; this copy reports nothing.", exc)
-        raise Ignore() from exc
     except SoftTimeLimitExceeded:
         reason = (
             "SoftTimeLimitExceeded: exceeded DATASET_SOFT_TIME_LIMIT_S="
