@@ -83,13 +83,12 @@ async def transaction(bind: Bind) -> AsyncIterator[AsyncConnection]:
             yield conn
 
 
-async def reconnecting(
-    engine: AsyncEngine, conn: AsyncConnection, work: Callable[[Bind], Awaitable[T]]
-) -> T:
-    """``work(conn)``; when the control plane dropped ``conn`` under it (a restart, a failover,
-    ``pg_terminate_backend``), ``work`` again on a new connection from ``engine``, up to
-    CONTROL_PLANE_TRIES times in all. ``work`` must be safe to repeat after a rollback."""
-    bind: Bind = conn
+async def reconnecting(engine: AsyncEngine, first: Bind, work: Callable[[Bind], Awaitable[T]]) -> T:
+    """``work(first)``; when the control plane dropped the connection under it (a restart, a
+    failover, ``pg_terminate_backend``, also between a pool's pre-ping and the query), ``work``
+    again on a new connection from ``engine``, up to CONTROL_PLANE_TRIES times in all. ``work``
+    must be safe to repeat after a rollback."""
+    bind: Bind = first
     for attempt in range(1, CONTROL_PLANE_TRIES + 1):
         try:
             return await work(bind)

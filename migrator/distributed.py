@@ -27,6 +27,7 @@ from migrator.constants import (
 )
 from migrator.dataset_job import describe_error, log_outcome, migrate_dataset, migrate_target
 from migrator.datasets import default_engine_target
+from migrator.db import reconnecting
 from migrator.errors import (
     AttemptsExhaustedError,
     DatasetBusyError,
@@ -363,7 +364,7 @@ async def _locked_out(
 async def _migrate_locked(
     engine: AsyncEngine, settings: Settings, run_id: str, dataset_id: str
 ) -> DatasetOutcome:
-    row = await get_run_dataset(engine, run_id, dataset_id)
+    row = await reconnecting(engine, engine, lambda bind: get_run_dataset(bind, run_id, dataset_id))
     if row is None:
         error = RunNotFoundError(f"dataset {dataset_id} is not part of run {run_id}")
         log.error("Subtask refused: %s.", error)
@@ -416,7 +417,7 @@ async def record_timed_out(
     if await close_open_row(engine, run_id, outcome):
         log_outcome(outcome)
         return outcome
-    row = await get_run_dataset(engine, run_id, dataset_id)
+    row = await reconnecting(engine, engine, lambda bind: get_run_dataset(bind, run_id, dataset_id))
     return DatasetOutcome(dataset_id, row.status if row else "timed_out", duration_ms=duration_ms)
 
 

@@ -18,9 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrator.constants import DEFAULT_ENGINE_ID
 from migrator.datasets import ID_BATCH, select_pending, validate_dataset_id
+from migrator.db import Bind, connection
 from migrator.errors import MessageRefusedError, RunNotFoundError
 from migrator.models import RUN_TRIGGERS, dataset_databases, migration_run_datasets, migration_runs
-from migrator.records import FINAL_DATASET_STATUSES, utcnow
+from migrator.records import FINAL_DATASET_STATUSES, outcome_values, touch_run, utcnow
 from migrator.settings import Settings
 from migrator.summary import DatasetOutcome
 
@@ -267,11 +268,9 @@ class RunDatasetRow:
         )
 
 
-async def get_run_dataset(
-    engine: AsyncEngine, run_id: str, dataset_id: str
-) -> RunDatasetRow | None:
+async def get_run_dataset(bind: Bind, run_id: str, dataset_id: str) -> RunDatasetRow | None:
     table = migration_run_datasets
-    async with engine.connect() as conn:
+    async with connection(bind) as conn:
         row = (
             await conn.execute(
                 sa.select(
@@ -319,14 +318,7 @@ async def close_open_row(
                 migration_run_datasets.c.dataset_id == outcome.dataset_id,
                 migration_run_datasets.c.status.in_(OPEN_STATUSES),
             )
-            .values(
-                status=outcome.status,
-                version_before=outcome.version_before,
-                version_after=outcome.version_after,
-                duration_ms=outcome.duration_ms,
-                error=outcome.error,
-                finished_at=now,
-            )
+            .values(**outcome_values(outcome, now))
         )
         if not updated.rowcount:
             return False
@@ -336,11 +328,7 @@ async def close_open_row(
                 .where(dataset_databases.c.dataset_id == outcome.dataset_id)
                 .values(last_error=outcome.error)
             )
-        await conn.execute(
-            migration_runs.update()
-            .where(migration_runs.c.id == run_id)
-            .values(last_progress_at=now)
-        )
+        await touch_run(conn, run_id, now)
     return True
 
 

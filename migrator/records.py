@@ -100,7 +100,7 @@ async def mark_dataset_running(
                 attempts=migration_run_datasets.c.attempts + 1,
             )
         )
-        await _touch_run(conn, run_id, now)
+        await touch_run(conn, run_id, now)
 
 
 async def mark_dataset_done(
@@ -115,14 +115,7 @@ async def mark_dataset_done(
                 migration_run_datasets.c.run_id == run_id,
                 migration_run_datasets.c.dataset_id == outcome.dataset_id,
             )
-            .values(
-                status=outcome.status,
-                version_before=outcome.version_before,
-                version_after=outcome.version_after,
-                duration_ms=outcome.duration_ms,
-                error=outcome.error,
-                finished_at=now,
-            )
+            .values(**outcome_values(outcome, now))
         )
         if update_cache:
             cache: dict[str, Any] = {"last_error": outcome.error}
@@ -135,10 +128,22 @@ async def mark_dataset_done(
                 .where(dataset_databases.c.dataset_id == outcome.dataset_id)
                 .values(**cache)
             )
-        await _touch_run(conn, run_id, now)
+        await touch_run(conn, run_id, now)
 
 
-async def _touch_run(conn: AsyncConnection, run_id: str, now: datetime) -> None:
+def outcome_values(outcome: DatasetOutcome, now: datetime) -> dict[str, Any]:
+    """The ``migration_run_datasets`` columns that record a dataset's outcome."""
+    return {
+        "status": outcome.status,
+        "version_before": outcome.version_before,
+        "version_after": outcome.version_after,
+        "duration_ms": outcome.duration_ms,
+        "error": outcome.error,
+        "finished_at": now,
+    }
+
+
+async def touch_run(conn: AsyncConnection, run_id: str, now: datetime) -> None:
     """Advance the run's ``last_progress_at``, at most once per PROGRESS_TOUCH_INTERVAL.
 
     Every dataset reports progress; writing the one run row each time would serialise all

@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrator.constants import SERVER_SLOT_POLL_S, SERVER_SLOT_WAIT_LOG_S, SERVER_SLOTS_PREFIX
+from migrator.db import Bind, connection, reconnecting
 from migrator.models import dataset_databases
 from migrator.runlock import RedisLock, heartbeat
 from migrator.settings import Settings
@@ -168,9 +169,9 @@ async def acquire(slot: ServerSlot, *, label: str, outage_s: float) -> float:
     return waited_s
 
 
-async def server_key_of(engine: AsyncEngine, dataset_id: str) -> str | None:
+async def server_key_of(bind: Bind, dataset_id: str) -> str | None:
     """The server a registered dataset lives on; None when unknown or not registered."""
-    async with engine.connect() as conn:
+    async with connection(bind) as conn:
         key = await conn.scalar(
             sa.select(dataset_databases.c.server_key).where(
                 dataset_databases.c.dataset_id == dataset_id
@@ -189,7 +190,7 @@ async def server_slot(
     on every way out, cancellation included. Yields None (no slot) for a dataset without a
     server key.
     """
-    server_key = await server_key_of(engine, dataset_id)
+    server_key = await reconnecting(engine, engine, lambda bind: server_key_of(bind, dataset_id))
     if server_key is None:
         yield None
         return
