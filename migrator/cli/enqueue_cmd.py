@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from migrator.cli.options import add_run_options
 from migrator.cli.output import FULL_LISTING_MAX, Progress, print_json, print_summary
 from migrator.constants import (
     DEFAULT_WAIT_TIMEOUT_S,
@@ -72,29 +73,12 @@ def register(commands: Any) -> None:
         epilog=EXIT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--trigger",
-        choices=("deploy", "admin", "api"),
-        default="admin",
-        help="what to record as the run's trigger (default: admin)",
-    )
-    parser.add_argument(
-        "--dataset",
-        dest="dataset_ids",
-        action="append",
-        metavar="ID",
-        help="only this dataset id (repeatable)",
-    )
+    add_run_options(parser)
     parser.add_argument(
         "--retry-failed",
         metavar="RUN_ID",
         default=None,
         help="only the datasets that failed or never finished in that run",
-    )
-    parser.add_argument(
-        "--verify",
-        action="store_true",
-        help="open every dataset and read its own version record instead of trusting the cache",
     )
     parser.add_argument("--wait", action="store_true", help="wait for the run to finish")
     parser.add_argument(
@@ -110,8 +94,6 @@ def register(commands: Any) -> None:
         action="store_true",
         help="when a run is already in progress, exit 3 instead of attaching to it",
     )
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    parser.add_argument("--no-progress", action="store_true", help="no progress output")
     parser.add_argument(
         "--requested-by", default=None, help="who asked, for the run record (default user@host)"
     )

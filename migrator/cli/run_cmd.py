@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from migrator.cli.options import add_run_options
 from migrator.cli.output import FULL_LISTING_MAX, Progress, print_json, print_summary
 from migrator.errors import EXIT_OK, EXIT_PARTIAL
 from migrator.settings import Settings
@@ -24,27 +25,8 @@ def register(commands: Any) -> None:
         "that needs it, in this process. Exit 0 all ok, 1 relational failure, 2 some datasets "
         "failed.",
     )
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    parser.add_argument(
-        "--dataset",
-        dest="dataset_ids",
-        action="append",
-        metavar="ID",
-        help="only this dataset id (repeatable)",
-    )
-    parser.add_argument(
-        "--verify",
-        action="store_true",
-        help="open every dataset and read its own version record instead of trusting the cache",
-    )
-    parser.add_argument(
-        "--trigger",
-        choices=("api", "deploy", "admin"),
-        default="admin",
-        help="what to record as the run's trigger (default: admin)",
-    )
+    add_run_options(parser)
     parser.add_argument("--requested-by", default=None, help="who asked, for the run record")
-    parser.add_argument("--no-progress", action="store_true", help="no progress output")
     parser.add_argument(
         "--demo",
         action="store_true",
