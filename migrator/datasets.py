@@ -1,4 +1,9 @@
-"""The dataset registry in the control plane: provision, list, remove, and pick what needs work."""
+"""The dataset registry: the one writer of ``datasets`` and ``dataset_databases``.
+
+Provision, list, find and remove datasets; read where each one lives; and keep the control
+plane's cache of each dataset's vector schema (``update_cache``, called inside the run store's
+transaction). Which datasets a run takes is ``migrator.runs.selection``'s business.
+"""
 
 from __future__ import annotations
 
@@ -11,18 +16,17 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from migrator.constants import DEFAULT_ENGINE_ID
-from migrator.db import Bind, connection
+from migrator.db import Bind, connection, utcnow
 from migrator.errors import DatasetNotFoundError, UsageError
 from migrator.models import dataset_databases, datasets
-from migrator.records import utcnow
 from migrator.settings import Settings
+from migrator.states import DatasetState
 from migrator.urls import obfuscate_url
 from migrator.vector.base import DatasetTarget
 from migrator.vector.registry import adapter_factory
-from migrator.vector.schema import HEAD_VERSION
 
 MAX_NAME_CHARS = 255
 ID_BATCH = 500
@@ -78,7 +82,7 @@ async def add_dataset(
     provider: str,
     url: str | None = None,
     owner: str = "admin",
-    state: str = "active",
+    state: DatasetState = DatasetState.ACTIVE,
 ) -> DatasetRow:
     """Register a dataset and where its vector database lives. No credential is stored."""
     name = validate_name(name)
@@ -126,9 +130,13 @@ def _select_rows() -> sa.Select[Any]:
     ).join(dataset_databases, dataset_databases.c.dataset_id == datasets.c.id)
 
 
-async def list_datasets(engine: AsyncEngine) -> list[DatasetRow]:
+async def list_datasets(
+    engine: AsyncEngine, where: sa.ColumnElement[bool] | None = None
+) -> list[DatasetRow]:
+    """Every dataset (or those ``where`` selects), oldest first."""
+    query = _select_rows() if where is None else _select_rows().where(where)
     async with engine.connect() as conn:
-        rows = await conn.execute(_select_rows().order_by(datasets.c.created_at, datasets.c.name))
+        rows = await conn.execute(query.order_by(datasets.c.created_at, datasets.c.name))
         return [DatasetRow(**row._mapping) for row in rows]
 
 
@@ -164,37 +172,63 @@ async def count_datasets(engine: AsyncEngine) -> int:
         )
 
 
-async def select_pending(
-    engine: AsyncEngine, *, dataset_ids: Sequence[str] | None = None, verify: bool = False
-) -> list[str]:
-    """Active datasets whose cached version is behind head; with ``verify``, every active one.
-
-    ``dataset_ids`` narrows the choice; an id that is not registered is an error, not a skip.
-    """
-    query = sa.select(dataset_databases.c.dataset_id).where(dataset_databases.c.state == "active")
-    if not verify and dataset_ids is None:
-        query = query.where(dataset_databases.c.vector_schema_version < HEAD_VERSION)
-    async with engine.connect() as conn:
-        if dataset_ids is None:
-            return list((await conn.scalars(query.order_by(dataset_databases.c.dataset_id))).all())
-        wanted = list(dict.fromkeys(validate_dataset_id(d) for d in dataset_ids))
-        found: set[str] = set()
+async def registered_ids(bind: Bind, dataset_ids: Sequence[str]) -> list[str]:
+    """``dataset_ids`` that are registered, in the given order, each once; an id that is not a
+    UUID is a ``UsageError``."""
+    wanted = list(dict.fromkeys(validate_dataset_id(d) for d in dataset_ids))
+    found: set[str] = set()
+    async with connection(bind) as conn:
         for start in range(0, len(wanted), ID_BATCH):
-            batch = wanted[start : start + ID_BATCH]
             found.update(
                 await conn.scalars(
                     sa.select(dataset_databases.c.dataset_id).where(
-                        dataset_databases.c.dataset_id.in_(batch)
+                        dataset_databases.c.dataset_id.in_(wanted[start : start + ID_BATCH])
                     )
                 )
             )
-    missing = [d for d in wanted if d not in found]
-    if missing:
-        shown = ", ".join(missing[:5]) + (
-            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+    return [d for d in wanted if d in found]
+
+
+async def server_key_of(bind: Bind, dataset_id: str) -> str | None:
+    """The server a registered dataset lives on; None when unknown or not registered."""
+    async with connection(bind) as conn:
+        key = await conn.scalar(
+            sa.select(dataset_databases.c.server_key).where(
+                dataset_databases.c.dataset_id == dataset_id
+            )
         )
-        raise DatasetNotFoundError(f"unknown dataset id(s): {shown}")
-    return wanted
+    return key or None
+
+
+async def server_keys(engine: AsyncEngine) -> dict[str, str]:
+    """The server of every registered dataset, by dataset id."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(dataset_databases.c.dataset_id, dataset_databases.c.server_key)
+        )
+        return {dataset_id: key for dataset_id, key in rows}
+
+
+async def update_cache(
+    conn: AsyncConnection,
+    dataset_id: str,
+    *,
+    error: str | None,
+    version_after: int | None = None,
+    migrated_at: datetime | None = None,
+) -> None:
+    """Refresh what the control plane caches of a dataset after a migration attempt, inside
+    the caller's transaction: its last error, and its version and time when known."""
+    cache: dict[str, Any] = {"last_error": error}
+    if version_after is not None:
+        cache["vector_schema_version"] = version_after
+    if migrated_at is not None:
+        cache["last_migrated_at"] = migrated_at
+    await conn.execute(
+        dataset_databases.update()
+        .where(dataset_databases.c.dataset_id == dataset_id)
+        .values(**cache)
+    )
 
 
 async def load_target(bind: Bind, dataset_id: str) -> DatasetTarget:

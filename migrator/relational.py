@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrator.db import control_plane
 from migrator.errors import MigrationError
-from migrator.locks import relational_lock
+from migrator.locks.relational import relational_lock
 from migrator.settings import Settings
 from migrator.urls import obfuscate_url, redact
 

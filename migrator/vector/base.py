@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, TypeVar
 
 from migrator.settings import Settings
 from migrator.vector.schema import HEAD_VERSION, VectorStep, steps_after
@@ -35,15 +35,6 @@ class MigrationSteps:
     version_before: int
     version_after: int
     applied: tuple[str, ...] = ()
-
-
-@runtime_checkable
-class VectorAdapter(Protocol):
-    """What the runner needs of an adapter. ``run_migrations`` may be absent."""
-
-    async def read_version(self) -> int: ...
-
-    async def close(self) -> None: ...
 
 
 class StepFailed(Exception):

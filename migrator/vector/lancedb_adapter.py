@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from migrator.constants import COLLECTION_NAME, VECTOR_VERSION_TABLE
 from migrator.errors import BadDatasetURLError
-from migrator.locks import file_lock
+from migrator.locks.relational import file_lock
 from migrator.urls import obfuscate_url
 from migrator.vector.base import VersionedAdapter
 from migrator.vector.schema import VectorStep

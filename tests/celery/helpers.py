@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from celery.result import AsyncResult
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from migrator import records
+from migrator.db import utcnow
 from migrator.models import dataset_databases, migration_run_datasets, migration_runs
-from migrator.records import utcnow
+from migrator.runs import store
 from tests.celery.conftest import CeleryEnv
 from tests.conftest import PROJECT_ROOT
 from worker import create_app
@@ -113,9 +113,7 @@ def record_idle_run(env: CeleryEnv, run_id: str, idle_s: float) -> None:
     last_progress_at = utcnow() - timedelta(seconds=idle_s)
 
     async def record(engine: AsyncEngine) -> None:
-        await records.create_run(
-            engine, run_id=run_id, trigger="deploy", started_at=last_progress_at
-        )
+        await store.create_run(engine, run_id=run_id, trigger="deploy", started_at=last_progress_at)
         async with engine.begin() as conn:
             await conn.execute(
                 migration_runs.update()

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from migrator.constants import RUN_LOCK_KEY, TASK_SCHEDULED_CHECK
-from migrator.runlock import LockRecord
+from migrator.locks.redis import LockRecord
 from tests.celery.conftest import CeleryEnv, ServiceProcess, wait_until
 from tests.celery.fake_adapters import scripted_url
 from tests.celery.helpers import (

@@ -6,10 +6,14 @@ import json
 import uuid
 
 from migrator.constants import RESULT_FAILED_IDS_MAX
-from migrator.dataset_job import describe_error
-from migrator.distributed import summary_from_result, summary_result
+from migrator.runs.summary import (
+    DatasetOutcome,
+    RunSummary,
+    describe_error,
+    summary_from_result,
+    summary_result,
+)
 from migrator.settings import Settings
-from migrator.summary import DatasetOutcome, RunSummary
 
 
 def test_a_dataset_outcome_with_a_huge_error_is_under_one_kilobyte(settings: Settings) -> None:

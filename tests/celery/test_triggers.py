@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from migrator.constants import RUN_LOCK_KEY
-from migrator.runlock import LockRecord
+from migrator.locks.redis import LockRecord
 from tests.celery.conftest import CeleryEnv, Cli, ServiceProcess, wait_until
 from tests.celery.fake_adapters import scripted_url
 from tests.celery.helpers import json_out, received, record_idle_run, run_rows, runs

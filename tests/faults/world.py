@@ -31,9 +31,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrator.constants import COLLECTION_NAME, QUEUE_NAME, VECTOR_VERSION_TABLE
 from migrator.datasets import add_dataset
-from migrator.db import control_plane
+from migrator.db import control_plane, utcnow
 from migrator.models import dataset_databases, datasets, migration_run_datasets, migration_runs
-from migrator.records import utcnow
 from migrator.settings import Settings
 from migrator.vector.base import DatasetTarget
 from migrator.vector.pgvector_adapter import INDEX_NAME

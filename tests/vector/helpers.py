@@ -188,8 +188,8 @@ async def cached(settings: Settings, dataset_id: str) -> Mapping[str, Any]:
 async def insert_raw_dataset(settings: Settings, name: str, provider: str, url: str) -> str:
     """A row as an older release, a hand edit or an uninstalled plugin may have left it: the
     checks ``add_dataset`` makes are bypassed on purpose."""
+    from migrator.db import utcnow
     from migrator.models import datasets
-    from migrator.records import utcnow
 
     dataset_id = str(uuid.uuid4())
     async with control_plane(settings) as engine, engine.begin() as conn:

@@ -19,16 +19,19 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrator.constants import CHECK_IDS_SHOWN
-from migrator.distributed import claim_run, recover_stale_runs
+from migrator.db import utcnow
+from migrator.locks.heartbeat import heartbeat
+from migrator.locks.redis import LockRecord, Locks
 from migrator.models import dataset_databases, datasets
-from migrator.plan import RunRequest, last_finished_at
-from migrator.records import utcnow
 from migrator.relational import alembic_config, current_revision, head_revision
-from migrator.runlock import LockRecord, Locks, heartbeat
+from migrator.runs.request import RunRequest
+from migrator.runs.selection import is_cached_at_head, pending_ids
+from migrator.runs.store import last_finished_at
+from migrator.runs.trigger import claim_run, recover_stale_runs
 from migrator.settings import Settings
+from migrator.states import Trigger
 from migrator.vector.base import DatasetTarget
 from migrator.vector.registry import adapter_factory
-from migrator.vector.schema import HEAD_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +112,7 @@ async def _claim_for(
 ) -> None:
     request = RunRequest(
         run_id=str(uuid.uuid4()),
-        trigger="beat",
+        trigger=Trigger.BEAT,
         requested_by="celery beat",
         extra_ids=tuple(report.drifted),
     )
@@ -146,24 +149,10 @@ async def inspect(
     holder = locks.run_lock().holder()
     report.run_in_progress = holder.run_id if holder else None
     if settings.enable_backend_access_control:
-        report.pending = await _pending(engine)
+        report.pending = await pending_ids(engine)
         if settings.migration_check_verify if verify is None else verify:
             report.drifted, report.unreadable = await find_drift(engine, settings)
     return report
-
-
-async def _pending(engine: AsyncEngine) -> list[str]:
-    async with engine.connect() as conn:
-        return list(
-            await conn.scalars(
-                sa.select(dataset_databases.c.dataset_id)
-                .where(
-                    dataset_databases.c.state == "active",
-                    dataset_databases.c.vector_schema_version < HEAD_VERSION,
-                )
-                .order_by(dataset_databases.c.dataset_id)
-            )
-        )
 
 
 async def find_drift(engine: AsyncEngine, settings: Settings) -> tuple[list[str], list[str]]:
@@ -184,10 +173,7 @@ async def find_drift(engine: AsyncEngine, settings: Settings) -> tuple[list[str]
                     dataset_databases.c.connection_info,
                 )
                 .join(datasets, datasets.c.id == dataset_databases.c.dataset_id)
-                .where(
-                    dataset_databases.c.state == "active",
-                    dataset_databases.c.vector_schema_version >= HEAD_VERSION,
-                )
+                .where(is_cached_at_head())
                 .order_by(dataset_databases.c.dataset_id)
             )
         ).all()
