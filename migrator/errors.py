@@ -27,7 +27,7 @@ EXIT_CODES = {
     EXIT_USAGE: "bad usage",
 }
 # How a finished run's status reads as an exit code (a failed run is EXIT_RELATIONAL_FAILED).
-EXIT_BY_RUN_STATUS = {RunStatus.SUCCEEDED: EXIT_OK, RunStatus.PARTIAL: EXIT_PARTIAL}
+EXIT_BY_RUN_STATUS: dict[str, int] = {RunStatus.SUCCEEDED: EXIT_OK, RunStatus.PARTIAL: EXIT_PARTIAL}
 
 
 def exit_code_for(run_status: str) -> int:

@@ -50,7 +50,7 @@ def send_run(request: RunRequest) -> None:
 
 
 @app.task(name=TASK_MIGRATE_RUN, bind=True)
-def migrate_run(self: Task, run_id: str, **message: Any) -> dict[str, Any]:
+def migrate_run(self: Task[Any, Any], /, run_id: str, **message: Any) -> dict[str, Any]:
     """Parent: relational step, record the run, then replace itself with the chord."""
     request = RunRequest.from_message(run_id, message)
     rt = runtime()

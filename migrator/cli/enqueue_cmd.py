@@ -195,7 +195,7 @@ async def wait_for_run(
 
     from worker import app
 
-    result = AsyncResult(run_id, app=app)
+    result: AsyncResult[Any] = AsyncResult(run_id, app=app)
     deadline = time.monotonic() + timeout_s
     over_since: float | None = None
     poll_s = WAIT_FIRST_POLL_S / 2

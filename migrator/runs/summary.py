@@ -139,7 +139,7 @@ def outcome_from_result(result: dict[str, Any]) -> DatasetOutcome | None:
     """The outcome a subtask returned; None for anything that is not one."""
     values = {k: v for k, v in result.items() if k in _OUTCOME_FIELDS}
     try:
-        values["status"] = DatasetStatus(values.get("status"))
+        values["status"] = DatasetStatus(str(values.get("status")))
         return DatasetOutcome(**values)
     except (TypeError, ValueError):
         return None

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import asyncpg
@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 SCHEMES = ("postgresql", "postgres")
 DEFAULT_PORT = 5432
 ALLOWED_QUERY = ("host", "sslmode")
-SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+SSL_MODES: tuple[SslMode, ...] = get_args(SslMode)
 CREDENTIAL_QUERY = ("user", "password", "passfile")
 # Lowercase, unquoted-safe, within PostgreSQL's 63-byte identifier limit.
 IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -60,7 +61,7 @@ class ServerAddress:
     host: str  # a host name, an IP address, or a unix socket directory (starts with "/")
     port: int
     database: str
-    sslmode: str | None = None
+    sslmode: SslMode | None = None
 
     @property
     def server_key(self) -> str:
@@ -68,7 +69,7 @@ class ServerAddress:
 
     def url(self) -> str:
         database = quote(self.database, safe="")
-        query = {"sslmode": self.sslmode} if self.sslmode else {}
+        query: dict[str, str] = {"sslmode": self.sslmode} if self.sslmode else {}
         if self.host.startswith("/"):
             query = {"host": self.host, **query}
             netloc = f":{self.port}"
@@ -138,10 +139,13 @@ def _database(path: str) -> str:
     return database
 
 
-def _sslmode(value: str | None) -> str | None:
-    if value is not None and value not in SSL_MODES:
-        raise BadDatasetURLError(f"pgvector URL sslmode must be one of {', '.join(SSL_MODES)}")
-    return value
+def _sslmode(value: str | None) -> SslMode | None:
+    if value is None:
+        return None
+    for mode in SSL_MODES:
+        if value == mode:
+            return mode
+    raise BadDatasetURLError(f"pgvector URL sslmode must be one of {', '.join(SSL_MODES)}")
 
 
 def schema_for(dataset_id: str, connection_info: Any) -> str:
