@@ -231,26 +231,47 @@ async def update_cache(
     )
 
 
-async def load_target(bind: Bind, dataset_id: str) -> DatasetTarget:
-    """Connection details for one dataset, read from the control plane (never from a message)."""
-    async with connection(bind) as conn:
-        row = (
-            await conn.execute(
-                sa.select(
-                    datasets.c.name,
-                    dataset_databases.c.vector_provider,
-                    dataset_databases.c.url,
-                    dataset_databases.c.connection_info,
-                )
-                .join(dataset_databases, dataset_databases.c.dataset_id == datasets.c.id)
-                .where(datasets.c.id == dataset_id)
-            )
-        ).first()
-    if row is None:
-        raise DatasetNotFoundError(f"no dataset with id {dataset_id!r}")
-    return DatasetTarget(
-        dataset_id, row.name, row.vector_provider, row.url, row.connection_info or {}
+@dataclass(frozen=True)
+class CachedTarget:
+    """Where a dataset lives, and the vector schema version the control plane caches for it."""
+
+    target: DatasetTarget
+    cached_version: int
+
+
+async def load_targets(bind: Bind, where: sa.ColumnElement[bool]) -> list[CachedTarget]:
+    """Connection details of the datasets ``where`` selects, by id, read from the control plane
+    (never from a message)."""
+    query = (
+        sa.select(
+            dataset_databases.c.dataset_id,
+            datasets.c.name,
+            dataset_databases.c.vector_provider,
+            dataset_databases.c.url,
+            dataset_databases.c.connection_info,
+            dataset_databases.c.vector_schema_version,
+        )
+        .join(datasets, datasets.c.id == dataset_databases.c.dataset_id)
+        .where(where)
+        .order_by(dataset_databases.c.dataset_id)
     )
+    async with connection(bind) as conn:
+        rows = (await conn.execute(query)).all()
+    return [
+        CachedTarget(
+            DatasetTarget(r.dataset_id, r.name, r.vector_provider, r.url, r.connection_info or {}),
+            r.vector_schema_version,
+        )
+        for r in rows
+    ]
+
+
+async def load_target(bind: Bind, dataset_id: str) -> DatasetTarget:
+    """Connection details for one dataset; ``DatasetNotFoundError`` when it is not registered."""
+    found = await load_targets(bind, dataset_databases.c.dataset_id == dataset_id)
+    if not found:
+        raise DatasetNotFoundError(f"no dataset with id {dataset_id!r}")
+    return found[0].target
 
 
 def default_engine_target(settings: Settings) -> DatasetTarget:

@@ -165,12 +165,13 @@ class StaleRunError(MigratorError):
     """Raised (recorded) when a running run made no progress for RUN_STALE_AFTER_S."""
 
     def __init__(self, run_id: str, idle_s: float) -> None:
-        super().__init__(
-            f"run {run_id} made no progress for {idle_s:.0f}s; its workers were lost "
-            "(retry what never finished with `migrator enqueue --retry-failed RUN_ID`)"
-        )
         self.run_id = run_id
         self.idle_s = idle_s
+        retry = "`migrator enqueue --retry-failed RUN_ID`"
+        super().__init__(
+            f"run {run_id} made no progress for {idle_s:.0f}s; its workers were lost "
+            f"(retry what never finished with {retry})"
+        )
 
 
 class MessageRefusedError(MigratorError):

@@ -15,15 +15,17 @@ from migrator.runs.summary import RunSummary
 from migrator.settings import Settings
 
 DEMO_DATASETS = ("demo-articles", "demo-support-tickets", "demo-product-docs")
+DESCRIPTION = (
+    "Upgrade the control plane to head, then migrate each dataset database that needs it, in "
+    "this process. Exit 0 all ok, 1 relational failure, 2 some datasets failed."
+)
 
 
 def register(commands: Any) -> None:
     parser = commands.add_parser(
         "run",
         help="run every pending migration in this process (no broker)",
-        description="Upgrade the control plane to head, then migrate each dataset database "
-        "that needs it, in this process. Exit 0 all ok, 1 relational failure, 2 some datasets "
-        "failed.",
+        description=DESCRIPTION,
     )
     add_run_options(parser)
     parser.add_argument("--requested-by", default=None, help="who asked, for the run record")

@@ -15,14 +15,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrator.constants import CHECK_IDS_SHOWN
+from migrator.datasets import load_targets
 from migrator.db import utcnow
 from migrator.locks.heartbeat import heartbeat
 from migrator.locks.redis import LockRecord, Locks
-from migrator.models import dataset_databases, datasets
 from migrator.relational import alembic_config, current_revision, head_revision
 from migrator.runs.request import RunRequest
 from migrator.runs.selection import is_cached_at_head, pending_ids
@@ -161,38 +160,20 @@ async def find_drift(engine: AsyncEngine, settings: Settings) -> tuple[list[str]
     Opens each one (bounded by MIGRATION_CONCURRENCY and CONNECT_TIMEOUT_S); one that cannot
     be read is listed as unreadable, never as drifted.
     """
-    async with engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                sa.select(
-                    dataset_databases.c.dataset_id,
-                    dataset_databases.c.vector_schema_version,
-                    datasets.c.name,
-                    dataset_databases.c.vector_provider,
-                    dataset_databases.c.url,
-                    dataset_databases.c.connection_info,
-                )
-                .join(datasets, datasets.c.id == dataset_databases.c.dataset_id)
-                .where(is_cached_at_head())
-                .order_by(dataset_databases.c.dataset_id)
-            )
-        ).all()
+    found = await load_targets(engine, is_cached_at_head())
     gate = asyncio.Semaphore(settings.migration_concurrency)
 
-    async def one(row: Any) -> int | None:
-        target = DatasetTarget(
-            row.dataset_id, row.name, row.vector_provider, row.url, row.connection_info or {}
-        )
+    async def one(target: DatasetTarget) -> int | None:
         async with gate:
             return await _read_version(settings, target)
 
-    versions = await asyncio.gather(*(one(r) for r in rows))
+    versions = await asyncio.gather(*(one(f.target) for f in found))
     drifted = [
-        r.dataset_id
-        for r, v in zip(rows, versions, strict=True)
-        if v is not None and v != r.vector_schema_version
+        f.target.dataset_id
+        for f, v in zip(found, versions, strict=True)
+        if v is not None and v != f.cached_version
     ]
-    unreadable = [r.dataset_id for r, v in zip(rows, versions, strict=True) if v is None]
+    unreadable = [f.target.dataset_id for f, v in zip(found, versions, strict=True) if v is None]
     return drifted, unreadable
 
 

@@ -13,7 +13,7 @@ from migrator.db import utcnow
 from migrator.errors import RunBusyError
 from migrator.locks.heartbeat import heartbeat
 from migrator.locks.redis import Locks, confirm_run_lock
-from migrator.relational import upgrade_to_head
+from migrator.relational import RelationalResult, upgrade_to_head
 from migrator.runs import store
 from migrator.runs.request import RunRequest
 from migrator.runs.selection import select_datasets
@@ -76,17 +76,7 @@ async def _plan_run(
         if existing is not None:  # the parent was redelivered after recording the run
             return await _resume(engine, existing)
         dataset_ids = await select_datasets(engine, settings, request)
-        await store.create_run(
-            engine,
-            run_id=request.run_id,
-            trigger=request.trigger,
-            requested_by=request.requested_by,
-            relational_before=relational.before,
-            relational_after=relational.after,
-            started_at=started_at,
-            celery_task_id=task_id,
-            options=request.options(),
-        )
+        await _create_run(engine, request, started_at, task_id, relational)
         await store.add_run_datasets(engine, request.run_id, dataset_ids)
     except Exception as exc:
         summary = await record_failed_run(
@@ -135,23 +125,38 @@ async def record_failed_run(
     )
     try:
         if await store.run_state(engine, request.run_id) is None:
-            await store.create_run(
-                engine,
-                run_id=request.run_id,
-                trigger=request.trigger,
-                requested_by=request.requested_by,
-                status=RunStatus.FAILED,
-                started_at=started_at,
-                celery_task_id=task_id,
-                options=request.options(),
-                error=error,
-            )
+            await _create_run(engine, request, started_at, task_id, error)
         else:
             await store.fail_run(engine, request.run_id, error)
         return await store.get_run(engine, request.run_id)
     except Exception as record_exc:  # e.g. the relational step failed before any table existed
         log.error("Run %s could not be recorded (%s).", request.run_id, type(record_exc).__name__)
         return _unrecorded(request, error, started_at)
+
+
+async def _create_run(
+    engine: AsyncEngine,
+    request: RunRequest,
+    started_at: datetime,
+    task_id: str | None,
+    outcome: RelationalResult | str,
+) -> None:
+    """Record the requested run: running, from the relational step's ``outcome``; or failed
+    before any dataset was touched, ``outcome`` being the error."""
+    failed = isinstance(outcome, str)
+    await store.create_run(
+        engine,
+        run_id=request.run_id,
+        trigger=request.trigger,
+        requested_by=request.requested_by,
+        relational_before=None if isinstance(outcome, str) else outcome.before,
+        relational_after=None if isinstance(outcome, str) else outcome.after,
+        status=RunStatus.FAILED if failed else RunStatus.RUNNING,
+        started_at=started_at,
+        celery_task_id=task_id,
+        options=request.options(),
+        error=outcome if isinstance(outcome, str) else None,
+    )
 
 
 def _unrecorded(request: RunRequest, error: str, started_at: datetime) -> RunSummary:

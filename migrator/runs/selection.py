@@ -39,16 +39,15 @@ def is_cached_at_head() -> sa.ColumnElement[bool]:
     return sa.and_(is_active(), dataset_databases.c.vector_schema_version >= HEAD_VERSION)
 
 
+async def _ids_where(engine: AsyncEngine, where: sa.ColumnElement[bool]) -> list[str]:
+    query = sa.select(dataset_databases.c.dataset_id).where(where)
+    async with engine.connect() as conn:
+        return list(await conn.scalars(query.order_by(dataset_databases.c.dataset_id)))
+
+
 async def pending_ids(engine: AsyncEngine) -> list[str]:
     """Every pending dataset, by id."""
-    async with engine.connect() as conn:
-        return list(
-            await conn.scalars(
-                sa.select(dataset_databases.c.dataset_id)
-                .where(is_pending())
-                .order_by(dataset_databases.c.dataset_id)
-            )
-        )
+    return await _ids_where(engine, is_pending())
 
 
 async def select_pending(
@@ -69,16 +68,7 @@ async def select_pending(
                 f"unknown dataset id(s): {shown}" + (f" and {more} more" if more > 0 else "")
             )
         return wanted
-    if not verify:
-        return await pending_ids(engine)
-    async with engine.connect() as conn:
-        return list(
-            await conn.scalars(
-                sa.select(dataset_databases.c.dataset_id)
-                .where(is_active())
-                .order_by(dataset_databases.c.dataset_id)
-            )
-        )
+    return await _ids_where(engine, is_active() if verify else is_pending())
 
 
 async def select_datasets(
