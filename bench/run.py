@@ -46,6 +46,7 @@ from migrator.runs.inprocess import run_startup_migrations
 from migrator.runs.selection import select_pending
 from migrator.settings import Settings, get_settings
 from migrator.vector.schema import HEAD_VERSION
+from tests.support.processes import run_migrator, worker_command
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_MD = ROOT / "bench" / "RESULTS.md"
@@ -233,21 +234,7 @@ def warm_up(world: World) -> None:
 
 @contextmanager
 def celery_worker(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    command = [
-        str(Path(sys.executable).parent / "celery"),
-        "-A",
-        "worker",
-        "worker",
-        "-P",
-        "prefork",
-        "-c",
-        str(WORKER_CONCURRENCY),
-        "--loglevel",
-        "WARNING",
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-    ]
+    command = worker_command(concurrency=WORKER_CONCURRENCY, loglevel="WARNING", hostname=None)
     process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env})
     try:
         _wait_for_worker(env)
@@ -275,14 +262,11 @@ def _wait_for_worker(env: dict[str, str]) -> None:
 
 
 def enqueue_and_wait(env: dict[str, str]) -> dict[str, Any]:
-    migrator = str(Path(sys.executable).parent / "migrator")
-    done = subprocess.run(
-        [migrator, "enqueue", "--trigger", "deploy", "--wait", "--json", "--timeout", "3600"],
-        cwd=ROOT,
+    done = run_migrator(
+        *("enqueue", "--trigger", "deploy", "--wait", "--json", "--timeout", "3600"),
         env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        check=False,
+        cwd=ROOT,
+        timeout_s=None,
     )
     if done.returncode not in (0, 2):
         raise RuntimeError(f"migrator enqueue exited {done.returncode}: {done.stderr[-2000:]}")

