@@ -143,19 +143,20 @@ async def _create_run(
 ) -> None:
     """Record the requested run: running, from the relational step's ``outcome``; or failed
     before any dataset was touched, ``outcome`` being the error."""
-    failed = isinstance(outcome, str)
+    error = outcome if isinstance(outcome, str) else None
+    relational = outcome if isinstance(outcome, RelationalResult) else None
     await store.create_run(
         engine,
         run_id=request.run_id,
         trigger=request.trigger,
         requested_by=request.requested_by,
-        relational_before=None if isinstance(outcome, str) else outcome.before,
-        relational_after=None if isinstance(outcome, str) else outcome.after,
-        status=RunStatus.FAILED if failed else RunStatus.RUNNING,
+        relational_before=relational.before if relational else None,
+        relational_after=relational.after if relational else None,
+        status=RunStatus.RUNNING if error is None else RunStatus.FAILED,
         started_at=started_at,
         celery_task_id=task_id,
         options=request.options(),
-        error=outcome if isinstance(outcome, str) else None,
+        error=error,
     )
 
 
