@@ -19,6 +19,7 @@ from migrator.errors import DatasetNotFoundError, UsageError
 from migrator.models import dataset_databases, datasets
 from migrator.records import utcnow
 from migrator.settings import Settings
+from migrator.summary import printable_name
 from migrator.urls import obfuscate_url
 from migrator.vector.base import DatasetTarget
 from migrator.vector.registry import adapter_factory
@@ -177,7 +178,7 @@ async def select_pending(
     async with engine.connect() as conn:
         if dataset_ids is None:
             return list((await conn.scalars(query.order_by(dataset_databases.c.dataset_id))).all())
-        wanted = list(dict.fromkeys(validate_dataset_id(d) for d in dataset_ids))
+        wanted = await resolve_dataset_refs(conn, dataset_ids)
         found: set[str] = set()
         for start in range(0, len(wanted), ID_BATCH):
             batch = wanted[start : start + ID_BATCH]
@@ -195,6 +196,58 @@ async def select_pending(
         )
         raise DatasetNotFoundError(f"unknown dataset id(s): {shown}")
     return wanted
+
+
+async def resolve_dataset_refs(bind: Bind, refs: Sequence[str]) -> list[str]:
+    """``--dataset`` values to dataset ids, in order, without duplicates: each value is an id or
+    a name. A value that is one dataset's name and another's id is refused as ambiguous; one
+    that is neither an id nor a name is an error naming it. A UUID that matches nothing is kept,
+    for the caller's "unknown dataset id(s)" check."""
+    unique = list(dict.fromkeys(refs))
+    matches: dict[str, set[str]] = {ref: set() for ref in unique}
+    async with connection(bind) as conn:
+        for start in range(0, len(unique), ID_BATCH):
+            batch = unique[start : start + ID_BATCH]
+            by_id = {_as_uuid(ref): ref for ref in batch if _as_uuid(ref)}
+            rows = await conn.execute(
+                sa.select(datasets.c.id, datasets.c.name).where(
+                    sa.or_(datasets.c.name.in_(batch), datasets.c.id.in_(list(by_id)))
+                )
+            )
+            for row in rows:
+                if row.name in matches:
+                    matches[row.name].add(row.id)
+                if row.id in by_id:
+                    matches[by_id[row.id]].add(row.id)
+    ambiguous = {ref: ids for ref, ids in matches.items() if len(ids) > 1}
+    if ambiguous:
+        ref, ids = next(iter(ambiguous.items()))
+        raise UsageError(
+            f"--dataset {printable_name(ref)!r} is ambiguous: it names dataset(s) "
+            f"{', '.join(sorted(ids))} by id and by name; give the id"
+        )
+    unknown = [ref for ref, ids in matches.items() if not ids and not _as_uuid(ref)]
+    if unknown:
+        shown = ", ".join(repr(printable_name(r)) for r in unknown[:5]) + (
+            f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        )
+        raise DatasetNotFoundError(f"no dataset with id or name {shown}")
+    ids = [next(iter(matches[ref])) if matches[ref] else _as_uuid(ref) for ref in unique]
+    return list(dict.fromkeys(i for i in ids if i))
+
+
+async def dataset_name(bind: Bind, dataset_id: str) -> str | None:
+    async with connection(bind) as conn:
+        name = await conn.scalar(sa.select(datasets.c.name).where(datasets.c.id == dataset_id))
+    return str(name) if name is not None else None
+
+
+def _as_uuid(value: str) -> str | None:
+    """The canonical id a value spells, or None when it is no UUID (then it can be a name)."""
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, AttributeError, TypeError):
+        return None
 
 
 async def load_target(bind: Bind, dataset_id: str) -> DatasetTarget:
