@@ -96,7 +96,7 @@ def test_subtask_past_its_soft_time_limit_is_recorded_timed_out(
 
     assert result.returncode == 2, result.stderr
     assert (
-        f"timed_out: {slow}: SoftTimeLimitExceeded: exceeded DATASET_SOFT_TIME_LIMIT_S=3"
+        f"timed_out: slow ({slow}): SoftTimeLimitExceeded: exceeded DATASET_SOFT_TIME_LIMIT_S=3"
     ) in result.stdout
     (run,) = runs(celery_env)
     rows = run_rows(celery_env, run["id"])
