@@ -19,7 +19,6 @@ from migrator.errors import DatasetNotFoundError, UsageError
 from migrator.models import dataset_databases, datasets
 from migrator.records import utcnow
 from migrator.settings import Settings
-from migrator.summary import printable_name
 from migrator.urls import obfuscate_url
 from migrator.vector.base import DatasetTarget
 from migrator.vector.registry import adapter_factory
@@ -204,35 +203,36 @@ async def resolve_dataset_refs(bind: Bind, refs: Sequence[str]) -> list[str]:
     that is neither an id nor a name is an error naming it. A UUID that matches nothing is kept,
     for the caller's "unknown dataset id(s)" check."""
     unique = list(dict.fromkeys(refs))
-    matches: dict[str, set[str]] = {ref: set() for ref in unique}
+    by_id: dict[str, str] = {}  # value -> the dataset whose id it is
+    by_name: dict[str, str] = {}  # value -> the dataset whose name it is
     async with connection(bind) as conn:
         for start in range(0, len(unique), ID_BATCH):
             batch = unique[start : start + ID_BATCH]
-            by_id = {_as_uuid(ref): ref for ref in batch if _as_uuid(ref)}
+            uuids = {_as_uuid(ref): ref for ref in batch if _as_uuid(ref)}
             rows = await conn.execute(
                 sa.select(datasets.c.id, datasets.c.name).where(
-                    sa.or_(datasets.c.name.in_(batch), datasets.c.id.in_(list(by_id)))
+                    sa.or_(datasets.c.name.in_(batch), datasets.c.id.in_(list(uuids)))
                 )
             )
             for row in rows:
-                if row.name in matches:
-                    matches[row.name].add(row.id)
-                if row.id in by_id:
-                    matches[by_id[row.id]].add(row.id)
-    ambiguous = {ref: ids for ref, ids in matches.items() if len(ids) > 1}
-    if ambiguous:
-        ref, ids = next(iter(ambiguous.items()))
-        raise UsageError(
-            f"--dataset {printable_name(ref)!r} is ambiguous: it names dataset(s) "
-            f"{', '.join(sorted(ids))} by id and by name; give the id"
-        )
-    unknown = [ref for ref, ids in matches.items() if not ids and not _as_uuid(ref)]
+                if row.name in batch:
+                    by_name[row.name] = row.id
+                if row.id in uuids:
+                    by_id[uuids[row.id]] = row.id
+    for ref in unique:
+        if ref in by_id and ref in by_name and by_id[ref] != by_name[ref]:
+            raise UsageError(
+                f"--dataset {ref!r} is ambiguous: it is the id of dataset {by_id[ref]} and the "
+                f"name of dataset {by_name[ref]}; rename that one to select either"
+            )
+    matches = {ref: by_id.get(ref) or by_name.get(ref) for ref in unique}
+    unknown = [ref for ref, found in matches.items() if not found and not _as_uuid(ref)]
     if unknown:
-        shown = ", ".join(repr(printable_name(r)) for r in unknown[:5]) + (
+        shown = ", ".join(repr(r) for r in unknown[:5]) + (
             f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
         )
         raise DatasetNotFoundError(f"no dataset with id or name {shown}")
-    ids = [next(iter(matches[ref])) if matches[ref] else _as_uuid(ref) for ref in unique]
+    ids = [matches[ref] or _as_uuid(ref) for ref in unique]
     return list(dict.fromkeys(i for i in ids if i))
 
 

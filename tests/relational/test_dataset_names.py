@@ -132,9 +132,10 @@ def test_an_unknown_or_ambiguous_dataset_name_is_a_usage_error(
     assert main(["run", "--no-progress", "--dataset", "no-such-name"]) == 64
     assert capsys.readouterr().err.strip() == ("FAILED: no dataset with id or name 'no-such-name'")
     assert main(["run", "--no-progress", "--dataset", first]) == 64
-    err = capsys.readouterr().err
-    assert err.startswith(f"FAILED: --dataset '{first}' is ambiguous: it names dataset(s) ")
-    assert first in err and second in err and err.rstrip().endswith("give the id")
+    assert capsys.readouterr().err.strip() == (
+        f"FAILED: --dataset '{first}' is ambiguous: it is the id of dataset {first} and the name "
+        f"of dataset {second}; rename that one to select either"
+    )
     assert main(["enqueue", "--no-progress", "--dataset", "no-such-name"]) == 64
     assert "FAILED: no dataset with id or name 'no-such-name'" in capsys.readouterr().err
 
