@@ -26,6 +26,7 @@ from migrator.records import utcnow
 from migrator.relational import alembic_config, current_revision, head_revision
 from migrator.runlock import LockRecord, Locks, heartbeat
 from migrator.settings import Settings
+from migrator.summary import dataset_label, quoted_name
 from migrator.vector.base import DatasetTarget
 from migrator.vector.registry import adapter_factory
 from migrator.vector.schema import HEAD_VERSION
@@ -52,6 +53,19 @@ class CheckReport:
     action: str = "report"
     enqueued_run: str | None = None
     request: RunRequest | None = None
+    # Names of the datasets a person is shown (the first CHECK_IDS_SHOWN of each list); not in
+    # the task result, which stays small.
+    names: dict[str, str] = field(default_factory=dict)
+
+    def labels(self, key: str) -> list[str]:
+        """The first CHECK_IDS_SHOWN datasets of ``pending``/``drifted``/``unreadable``, as a
+        person reads them: ``name (id)``."""
+        return [dataset_label(i, self.names.get(i)) for i in self.shown_ids(key)]
+
+    def shown_ids(self, key: str) -> list[str]:
+        """The ids of one list that a person is shown."""
+        ids: list[str] = getattr(self, key)
+        return ids[:CHECK_IDS_SHOWN]
 
     @property
     def relational_behind(self) -> bool:
@@ -149,7 +163,19 @@ async def inspect(
         report.pending = await _pending(engine)
         if settings.migration_check_verify if verify is None else verify:
             report.drifted, report.unreadable = await find_drift(engine, settings)
+        shown = {i for key in ("pending", "drifted", "unreadable") for i in report.shown_ids(key)}
+        report.names = await dataset_names(engine, shown)
     return report
+
+
+async def dataset_names(engine: AsyncEngine, ids: set[str]) -> dict[str, str]:
+    if not ids:
+        return {}
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(datasets.c.id, datasets.c.name).where(datasets.c.id.in_(sorted(ids)))
+        )
+        return {row.id: row.name for row in rows}
 
 
 async def _pending(engine: AsyncEngine) -> list[str]:
@@ -218,7 +244,12 @@ async def _read_version(settings: Settings, target: DatasetTarget) -> int | None
         async with asyncio.timeout(settings.connect_timeout_s):
             return int(await adapter.read_version())
     except Exception as exc:  # one unreadable dataset must not stop the check
-        log.warning("Check: dataset=%s version unreadable (%s).", dataset_id, type(exc).__name__)
+        log.warning(
+            "Check: dataset=%s name=%s version unreadable (%s).",
+            dataset_id,
+            quoted_name(target.name),
+            type(exc).__name__,
+        )
         return None
     finally:
         if adapter is not None:
@@ -253,5 +284,5 @@ def log_report(report: CheckReport) -> None:
     if report.drifted:
         log.warning(
             "Scheduled check: drifted dataset(s) (own record disagrees with the cache): %s",
-            ", ".join(report.drifted[:CHECK_IDS_SHOWN]),
+            ", ".join(report.labels("drifted")),
         )

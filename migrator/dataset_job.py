@@ -4,6 +4,7 @@ Celery subtask alike; it never raises for a dataset's own failure, it reports it
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 
@@ -14,7 +15,7 @@ from migrator import records
 from migrator.datasets import load_target
 from migrator.db import Bind, reconnecting, transaction
 from migrator.settings import Settings
-from migrator.summary import DatasetOutcome
+from migrator.summary import DatasetOutcome, dataset_label, quoted_name
 from migrator.urls import redact
 from migrator.vector.base import DatasetTarget, StepFailed
 from migrator.vector.registry import adapter_factory
@@ -43,10 +44,13 @@ async def migrate_target(target: DatasetTarget, settings: Settings) -> DatasetOu
             log.warning(
                 "Vector adapter %r has no run_migrations; skipping dataset %s.",
                 target.provider,
-                target.dataset_id,
+                dataset_label(target.dataset_id, target.name),
             )
             return DatasetOutcome(
-                target.dataset_id, "skipped", error="adapter has no run_migrations"
+                target.dataset_id,
+                "skipped",
+                error="adapter has no run_migrations",
+                name=target.name,
             )
         step = "migrate"
         async with asyncio.timeout(settings.dataset_timeout_s):
@@ -81,6 +85,7 @@ async def migrate_target(target: DatasetTarget, settings: Settings) -> DatasetOu
     finally:
         if adapter is not None:
             await _close_quietly(adapter, target)
+    outcome = dataclasses.replace(outcome, name=target.name)
     log_outcome(outcome)
     return outcome
 
@@ -128,21 +133,26 @@ def _load_failed(exc: Exception, dataset_id: str, settings: Settings) -> Dataset
 
 
 def log_outcome(outcome: DatasetOutcome) -> None:
-    """One greppable line per dataset: id, from->to, duration, error class."""
+    """One greppable line per dataset: id, name, from->to, duration, error class."""
+    name = quoted_name(outcome.name)
     if outcome.status == "succeeded":
         log.info(
-            "dataset=%s status=succeeded version=%s->%s duration_ms=%d",
+            "dataset=%s name=%s status=succeeded version=%s->%s duration_ms=%d",
             outcome.dataset_id,
+            name,
             outcome.version_before,
             outcome.version_after,
             outcome.duration_ms,
         )
     elif outcome.status == "skipped":
-        log.info("dataset=%s status=skipped reason=%s", outcome.dataset_id, outcome.error)
+        log.info(
+            "dataset=%s name=%s status=skipped reason=%s", outcome.dataset_id, name, outcome.error
+        )
     else:
         log.error(
-            "dataset=%s status=%s step=%s duration_ms=%d error=%s",
+            "dataset=%s name=%s status=%s step=%s duration_ms=%d error=%s",
             outcome.dataset_id,
+            name,
             outcome.status,
             outcome.step,
             outcome.duration_ms,
@@ -157,7 +167,12 @@ async def _close_quietly(adapter: object, target: DatasetTarget) -> None:
     try:
         await close()
     except Exception:
-        log.warning("dataset=%s closing its adapter failed", target.dataset_id, exc_info=True)
+        log.warning(
+            "dataset=%s name=%s closing its adapter failed",
+            target.dataset_id,
+            quoted_name(target.name),
+            exc_info=True,
+        )
 
 
 def _ms_since(started: float) -> int:

@@ -8,6 +8,8 @@ makes one dataset's migration single across workers. Every outcome lands in
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -23,10 +25,12 @@ from migrator.constants import (
     DEFAULT_ENGINE_ID,
     RESULT_ERROR_CHARS,
     RESULT_FAILED_IDS_MAX,
+    RESULT_MAX_BYTES,
+    RESULT_NAME_CHARS,
     RUN_CLAIM_TRIES,
 )
 from migrator.dataset_job import describe_error, log_outcome, migrate_dataset, migrate_target
-from migrator.datasets import default_engine_target
+from migrator.datasets import dataset_name, default_engine_target
 from migrator.db import reconnecting
 from migrator.errors import (
     AttemptsExhaustedError,
@@ -62,7 +66,7 @@ from migrator.runlock import (
 from migrator.runner import log_summary
 from migrator.settings import Settings
 from migrator.slots import server_slot
-from migrator.summary import DatasetOutcome, RunSummary
+from migrator.summary import DatasetOutcome, RunSummary, cut_name, printable_name
 
 log = logging.getLogger(__name__)
 
@@ -353,8 +357,9 @@ async def _locked_out(
     waited_s: float,
 ) -> DatasetOutcome:
     busy = DatasetBusyError(dataset_id, holder.run_id, waited_s)
-    outcome = DatasetOutcome(
-        dataset_id, "failed", error=describe_error(busy, settings), step="lock"
+    outcome = await _named(
+        engine,
+        DatasetOutcome(dataset_id, "failed", error=describe_error(busy, settings), step="lock"),
     )
     await close_open_row(engine, run_id, outcome)
     log_outcome(outcome)
@@ -379,8 +384,11 @@ async def _migrate_locked(
         return row.outcome(dataset_id)
     if row.attempts >= settings.dataset_max_attempts:
         exhausted = AttemptsExhaustedError(dataset_id, row.attempts)
-        outcome = DatasetOutcome(
-            dataset_id, "failed", error=describe_error(exhausted, settings), step="deliver"
+        outcome = await _named(
+            engine,
+            DatasetOutcome(
+                dataset_id, "failed", error=describe_error(exhausted, settings), step="deliver"
+            ),
         )
         await close_open_row(engine, run_id, outcome)
         log_outcome(outcome)
@@ -411,14 +419,28 @@ async def record_timed_out(
     engine: AsyncEngine, run_id: str, dataset_id: str, duration_ms: int, reason: str
 ) -> DatasetOutcome:
     """Record a dataset cut off at its time limit, unless its real outcome landed first."""
-    outcome = DatasetOutcome(
-        dataset_id, "timed_out", duration_ms=duration_ms, error=reason, step="migrate"
+    outcome = await _named(
+        engine,
+        DatasetOutcome(
+            dataset_id, "timed_out", duration_ms=duration_ms, error=reason, step="migrate"
+        ),
     )
     if await close_open_row(engine, run_id, outcome):
         log_outcome(outcome)
         return outcome
     row = await reconnecting(engine, engine, lambda bind: get_run_dataset(bind, run_id, dataset_id))
     return DatasetOutcome(dataset_id, row.status if row else "timed_out", duration_ms=duration_ms)
+
+
+async def _named(engine: AsyncEngine, outcome: DatasetOutcome) -> DatasetOutcome:
+    """The outcome with its dataset's name, for the log line and the result; without it when
+    the name cannot be read (the outcome matters more than its label)."""
+    try:
+        name = await dataset_name(engine, outcome.dataset_id)
+    except Exception:
+        log.debug("dataset=%s name unreadable", outcome.dataset_id, exc_info=True)
+        return outcome
+    return dataclasses.replace(outcome, name=name)
 
 
 async def record_crash(
@@ -465,9 +487,10 @@ async def finish(
     for outcome in summary.datasets:
         if outcome.status in ("failed", "timed_out"):
             log.error(
-                "Run %s: dataset=%s status=%s error=%s",
+                "Run %s: dataset=%s (%s) status=%s error=%s",
                 run_id,
                 outcome.dataset_id,
+                printable_name(outcome.name or "?"),
                 outcome.status,
                 outcome.error,
             )
@@ -507,15 +530,24 @@ def summary_result(summary: RunSummary, *, busy_run_id: str | None = None) -> di
     control plane, which holds every one.
     """
     data = summary.to_dict(datasets="failed")
-    failed_ids = [d["dataset_id"] for d in data.pop("datasets")]
+    failed = [d for d in summary.datasets if d.status in ("failed", "timed_out")]
+    data.pop("datasets")
     data["datasets"] = []
-    data["failed_ids"] = failed_ids[:RESULT_FAILED_IDS_MAX]
-    if len(failed_ids) > RESULT_FAILED_IDS_MAX:
-        data["failed_ids_not_shown"] = len(failed_ids) - RESULT_FAILED_IDS_MAX
+    data["failed_ids"] = [d.dataset_id for d in failed[:RESULT_FAILED_IDS_MAX]]
+    if len(failed) > RESULT_FAILED_IDS_MAX:
+        data["failed_ids_not_shown"] = len(failed) - RESULT_FAILED_IDS_MAX
     if data.get("error") and len(data["error"]) > RESULT_ERROR_CHARS:
         data["error"] = data["error"][: RESULT_ERROR_CHARS - 3] + "..."
     if busy_run_id is not None:
         data["busy_run_id"] = busy_run_id
+    data["failed_names"] = {
+        d.dataset_id: cut_name(d.name, RESULT_NAME_CHARS)
+        for d in failed[:RESULT_FAILED_IDS_MAX]
+        if d.name is not None
+    }
+    # Names are what a person reads, ids what a program needs: names give way to the bound.
+    while data["failed_names"] and len(json.dumps(data)) >= RESULT_MAX_BYTES:
+        data["failed_names"].popitem()
     return data
 
 

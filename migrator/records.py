@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from migrator.db import Bind, transaction
 from migrator.errors import ControlPlaneNotReadyError, RunNotFoundError
-from migrator.models import dataset_databases, migration_run_datasets, migration_runs
+from migrator.models import dataset_databases, datasets, migration_run_datasets, migration_runs
 from migrator.summary import DatasetOutcome, RunSummary
 
 FINAL_DATASET_STATUSES = ("succeeded", "failed", "skipped", "timed_out")
@@ -230,7 +230,12 @@ async def get_run(
         ).first()
         if run is None:
             raise RunNotFoundError(f"no migration run with id {run_id!r}")
-        query = sa.select(migration_run_datasets).where(migration_run_datasets.c.run_id == run_id)
+        # Outer join: a dataset removed since the run still has its row, shown by id alone.
+        query = (
+            sa.select(migration_run_datasets, datasets.c.name)
+            .outerjoin(datasets, datasets.c.id == migration_run_datasets.c.dataset_id)
+            .where(migration_run_datasets.c.run_id == run_id)
+        )
         if dataset_statuses is not None:
             query = query.where(migration_run_datasets.c.status.in_(dataset_statuses))
         rows = (await conn.execute(query.order_by(migration_run_datasets.c.dataset_id))).all()
@@ -254,6 +259,7 @@ async def get_run(
                 version_after=row.version_after,
                 duration_ms=row.duration_ms or 0,
                 error=row.error,
+                name=row.name,
             )
             for row in rows
         ],

@@ -16,6 +16,7 @@ from migrator import records
 from migrator.dataset_job import describe_error, migrate_dataset, migrate_target
 from migrator.datasets import default_engine_target, select_pending
 from migrator.db import control_plane
+from migrator.logging_setup import logs_when_unconfigured
 from migrator.models import dataset_databases
 from migrator.relational import upgrade_to_head
 from migrator.settings import Settings, get_settings
@@ -27,6 +28,7 @@ ProgressCallback = Callable[[int, int, int], None]
 """Called as ``(done, total, failed)`` after each dataset."""
 
 
+@logs_when_unconfigured
 async def run_startup_migrations(
     *,
     trigger: str = "api",

@@ -6,6 +6,32 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
+def printable_name(name: str) -> str:
+    """A dataset name safe to print on one line: control and other non-printing characters
+    escaped (a name written before names were validated, or edited into the database by hand,
+    must not move a terminal's cursor or forge a log line)."""
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in name
+    )
+
+
+def quoted_name(name: str | None) -> str:
+    """The name as one quoted, escaped token, so a log line stays one greppable line."""
+    return f'"{printable_name(name)}"' if name is not None else "?"
+
+
+def dataset_label(dataset_id: str, name: str | None) -> str:
+    """How a person sees a dataset: ``name (id)``, or the id alone when the name is unknown."""
+    return f"{printable_name(name)} ({dataset_id})" if name else dataset_id
+
+
+def cut_name(name: str | None, max_chars: int) -> str | None:
+    """A name shortened for a size-bound place (a Celery result); the id stays whole."""
+    if name is None or len(name) <= max_chars:
+        return name
+    return name[: max_chars - 3] + "..."
+
+
 @dataclass(frozen=True)
 class DatasetOutcome:
     """One dataset's result in one run; small enough for a Celery result (well under 1 KB)."""
@@ -17,9 +43,17 @@ class DatasetOutcome:
     duration_ms: int = 0
     error: str | None = None
     step: str | None = None
+    name: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+    @property
+    def label(self) -> str:
+        return dataset_label(self.dataset_id, self.name)
+
+    def to_dict(self, *, name_max_chars: int | None = None) -> dict[str, Any]:
+        data = {k: v for k, v in asdict(self).items() if v is not None}
+        if name_max_chars is not None and self.name is not None:
+            data["name"] = cut_name(self.name, name_max_chars)
+        return data
 
 
 @dataclass

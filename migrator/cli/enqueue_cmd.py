@@ -50,7 +50,7 @@ one subtask per dataset database that needs it. If a run is already in progress 
 trigger), attach to it instead: print its id and, with --wait, wait for it.
 
 deployment hook:  migrator enqueue --trigger deploy --wait --timeout 900
-admin:            migrator enqueue --dataset ID [--dataset ID ...] [--verify] --wait
+admin:            migrator enqueue --dataset ID_OR_NAME [...] [--verify] --wait
                   migrator enqueue --retry-failed RUN_ID --wait
 """
 
@@ -103,11 +103,30 @@ def register(commands: Any) -> None:
 def enqueue_command(args: argparse.Namespace, settings: Settings) -> int:
     from migrator.cli import run_async
 
+    if args.dataset_ids and not all(_is_uuid(ref) for ref in args.dataset_ids):
+        # A task message carries ids only: names become ids here, from the control plane.
+        args.dataset_ids = run_async(_resolve_names(settings, args.dataset_ids))
     request = request_from_args(args)
     data: dict[str, Any] | None = run_async(_enqueue(args, settings, request))
     if data is None:
         return EXIT_OK
     return report(data, as_json=args.json)
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+async def _resolve_names(settings: Settings, refs: list[str]) -> list[str]:
+    from migrator.datasets import resolve_dataset_refs
+    from migrator.db import control_plane
+
+    async with control_plane(settings) as engine:
+        return await resolve_dataset_refs(engine, refs)
 
 
 def request_from_args(args: argparse.Namespace) -> RunRequest:

@@ -1,0 +1,1 @@
+"""Helpers shared by tests/, bench/ and scripts/ (each module self-contained)."""
