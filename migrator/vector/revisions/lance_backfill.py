@@ -47,7 +47,7 @@ def backfill_fragment(table_path: Path, fragment_id: int, backfill: Backfill) ->
     compute = _batch_function(backfill, target.type, matching)
     read = [*backfill.columns, backfill.column] + ([ROW_ADDRESS] if matching is not None else [])
     metadata, _ = fragment.merge_columns(compute, columns=read, batch_size=backfill.batch_size)
-    new_file = metadata.data_files()[-1]
+    new_file = metadata.files[-1]
     new_file.fields = [field_id]
     replacement = LanceOperation.DataReplacementGroup(fragment_id, new_file)
     lance.LanceDataset.commit(

@@ -88,6 +88,10 @@ async def plan_lancedb(
     """What ``revision`` would do to the dataset as it is now, executing nothing."""
     step = revision.upgrade if direction == "upgrade" else revision.downgrade
     assert step is not None, "downgrade_path refuses revisions without downgrade"
+    if not revision.supports(LANCEDB):
+        # Declared for other providers only: recorded here as applied, with nothing to do.
+        log.info("Revision %s is not for %s; recording it.", revision.revision, LANCEDB)
+        return []
     operations = Operations(
         revision=revision.revision,
         provider=LANCEDB,
@@ -158,11 +162,8 @@ async def _collection(db: lancedb.AsyncConnection, op: CreateCollection | DropCo
 async def _table_op(table: Any, op: Operation) -> None:
     schema: pa.Schema = await table.schema()
     have = set(schema.names)
-    if isinstance(op, AddColumn) and op.name not in have:
-        if op.type.is_vector or op.type.name == "list<string>":
-            await table.add_columns(pa.field(op.name, to_arrow(op.type), nullable=True))
-        else:
-            await table.add_columns({op.name: lance_default_sql(op.type, op.default)})
+    if isinstance(op, AddColumn):
+        await _add_column(table, have, op)
     elif isinstance(op, DropColumn) and op.name in have:
         await table.drop_columns([op.name])
     elif isinstance(op, RenameColumn) and op.name in have:
@@ -173,6 +174,17 @@ async def _table_op(table: Any, op: Operation) -> None:
         await _alter(table, schema, op)
     elif isinstance(op, CreateIndex | DropIndex):
         await _index(table, op)
+
+
+async def _add_column(table: Any, have: set[str], op: AddColumn) -> None:
+    if op.name not in have:
+        if op.type.is_vector or op.type.name == "list<string>":
+            await table.add_columns(pa.field(op.name, to_arrow(op.type), nullable=True))
+        else:
+            await table.add_columns({op.name: lance_default_sql(op.type, op.default)})
+    # A constant SQL default comes out NOT NULL; a nullable column asked for stays nullable.
+    if op.nullable and not (await table.schema()).field(op.name).nullable:
+        await table.alter_columns({"path": op.name, "nullable": True})
 
 
 async def _alter(table: Any, schema: pa.Schema, op: AlterColumn) -> None:

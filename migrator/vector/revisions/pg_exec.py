@@ -95,6 +95,10 @@ async def plan_pgvector(
     """What ``revision`` would do to the dataset as it is now, executing nothing."""
     step = revision.upgrade if direction == "upgrade" else revision.downgrade
     assert step is not None, "downgrade_path refuses revisions without downgrade"
+    if not revision.supports(PGVECTOR):
+        # Declared for other providers only: recorded here as applied, with nothing to do.
+        log.info("Revision %s is not for %s; recording it.", revision.revision, PGVECTOR)
+        return []
     operations = Operations(
         revision=revision.revision,
         provider=PGVECTOR,

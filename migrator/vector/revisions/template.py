@@ -13,15 +13,17 @@ SLUG_MAX = 40
 
 TEMPLATE = '''"""{message}"""
 
+from migrator.vector.revisions import Operations
+
 revision = {revision!r}
 down_revision = {down_revision!r}
 
 
-def upgrade(op):
+def upgrade(op: Operations) -> None:
     pass
 
 
-def downgrade(op):
+def downgrade(op: Operations) -> None:
     pass
 '''
 
@@ -32,7 +34,8 @@ def slug(message: str) -> str:
 
 def render_revision(message: str, revision: str, down_revision: str | None) -> str:
     """The text of a new revision file."""
-    one_line = " ".join(message.split()).replace('"""', "'''")
+    # Escaped so any message (quotes, a trailing backslash) stays one valid docstring.
+    one_line = " ".join(message.split()).replace("\\", "\\\\").replace('"', '\\"')
     return TEMPLATE.format(message=one_line, revision=revision, down_revision=down_revision)
 
 

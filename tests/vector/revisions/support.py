@@ -71,7 +71,9 @@ class Dataset:
             table = await (await self.handle.open_table(collection)).query().to_arrow()
             records = table.to_pylist()
         else:
-            records = [dict(r) for r in await self.handle.fetch(f"SELECT * FROM {SCHEMA}.{collection}")]
+            records = [
+                dict(r) for r in await self.handle.fetch(f"SELECT * FROM {SCHEMA}.{collection}")
+            ]
         return {r["id"]: {k: _comparable(v) for k, v in r.items()} for r in records}
 
     async def insert(self, collection: str, rows: list[dict[str, Any]]) -> None:

@@ -76,7 +76,9 @@ def test_lancedb_revisions_match_the_adapter(settings: Settings, lance_url: Any)
             assert applied.before is None and applied.after == BUILT_IN[-1]
             assert applied.applied == tuple(BUILT_IN)
             ours = await lance_shape(dataset)
-            history = await (await dataset.handle.open_table("migrator_revisions")).query().to_arrow()
+            history = (
+                await (await dataset.handle.open_table("migrator_revisions")).query().to_arrow()
+            )
         async with open_dataset("lancedb", by_adapter) as dataset:
             theirs = await lance_shape(dataset)
         assert ours == theirs
