@@ -20,6 +20,7 @@ import lance
 import pyarrow as pa
 from lance import LanceOperation
 from lance.fragment import LanceFragment
+from lance.udf import BatchUDF
 
 from migrator.vector.revisions.ops import Backfill
 
@@ -46,7 +47,10 @@ def backfill_fragment(table_path: Path, fragment_id: int, backfill: Backfill) ->
     matching = _matching_rows(dataset, fragment_id, backfill.where)
     compute = _batch_function(backfill, target.type, matching)
     read = [*backfill.columns, backfill.column] + ([ROW_ADDRESS] if matching is not None else [])
-    metadata, _ = fragment.merge_columns(compute, columns=read, batch_size=backfill.batch_size)
+    # The output schema given up front: otherwise Lance probes the function with one row first,
+    # and an embedding call is not free. No checkpoint_file: checkpoints live in the dataset.
+    udf = BatchUDF(compute, pa.schema([pa.field(SCRATCH_COLUMN, target.type)]))
+    metadata, _ = fragment.merge_columns(udf, columns=read, batch_size=backfill.batch_size)
     new_file = metadata.files[-1]
     new_file.fields = [field_id]
     replacement = LanceOperation.DataReplacementGroup(fragment_id, new_file)
