@@ -49,7 +49,8 @@ def backfill_fragment(table_path: Path, fragment_id: int, backfill: Backfill) ->
     read = [*backfill.columns, backfill.column] + ([ROW_ADDRESS] if matching is not None else [])
     # The output schema given up front: otherwise Lance probes the function with one row first,
     # and an embedding call is not free. No checkpoint_file: checkpoints live in the dataset.
-    udf = BatchUDF(compute, pa.schema([pa.field(SCRATCH_COLUMN, target.type)]))
+    output = pa.schema([pa.field(SCRATCH_COLUMN, target.type)])
+    udf = BatchUDF(compute, output)  # type: ignore[no-untyped-call]
     metadata, _ = fragment.merge_columns(udf, columns=read, batch_size=backfill.batch_size)
     new_file = metadata.files[-1]
     new_file.fields = [field_id]
