@@ -7,6 +7,7 @@ Entry points an adapter calls::
     await upgrade_lancedb(db, chain, context, target)    # or upgrade_pgvector(conn, schema, ...)
     await downgrade_lancedb(db, chain, context, target)  # or downgrade_pgvector(...)
     await current_lancedb(db, chain)                     # or current_pgvector(conn, schema, chain)
+    await stamp_lancedb(db, chain, revision)             # or stamp_pgvector(conn, schema, ...)
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ from migrator.vector.revisions.lance_exec import (
     current_lancedb,
     downgrade_lancedb,
     plan_lancedb,
+    stamp_lancedb,
     upgrade_lancedb,
 )
 from migrator.vector.revisions.pg_exec import (
     current_pgvector,
     downgrade_pgvector,
     plan_pgvector,
+    stamp_pgvector,
     upgrade_pgvector,
 )
 from migrator.vector.revisions.recorder import Operations
@@ -61,6 +64,8 @@ __all__ = [
     "plan_lancedb",
     "plan_pgvector",
     "render_revision",
+    "stamp_lancedb",
+    "stamp_pgvector",
     "upgrade_lancedb",
     "upgrade_pgvector",
     "vector",

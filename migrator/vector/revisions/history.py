@@ -44,3 +44,19 @@ def migrator_version() -> str:
         return importlib.metadata.version(DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
         return "0+unknown"
+
+
+# Datasets migrated before revisions existed record integer versions 1-3 in the adapters'
+# ``migrator_schema_version`` table; version N is the first N packaged revisions.
+LEGACY_VERSION_TABLE = "migrator_schema_version"
+LEGACY_REVISIONS = (
+    "0001_create_collections",
+    "0002_add_created_at_and_deleted",
+    "0003_create_index",
+)
+
+
+def carried_revisions(legacy_version: int, chain_ids: list[str]) -> list[str]:
+    """The revisions a legacy integer version stands for, when the chain holds them all."""
+    carried = list(LEGACY_REVISIONS[: max(0, legacy_version)])
+    return carried if all(rev in chain_ids for rev in carried) else []

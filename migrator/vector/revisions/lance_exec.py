@@ -22,7 +22,12 @@ import pyarrow as pa
 from migrator.vector.revisions import lance_backfill, lance_store
 from migrator.vector.revisions.chain import RevisionChain
 from migrator.vector.revisions.errors import RevisionApplyError
-from migrator.vector.revisions.history import AppliedRevisions, DatasetContext, OnRevision
+from migrator.vector.revisions.history import (
+    AppliedRevisions,
+    DatasetContext,
+    OnRevision,
+    carried_revisions,
+)
 from migrator.vector.revisions.ops import (
     AddColumn,
     AlterColumn,
@@ -46,8 +51,44 @@ log = logging.getLogger(__name__)
 
 
 async def current_lancedb(db: lancedb.AsyncConnection, chain: RevisionChain) -> str | None:
-    """The dataset's current revision by its own record (None: nothing applied)."""
+    """The dataset's current revision by its own record (None: nothing applied); a dataset
+    that only has a legacy integer version reads as the revisions that version stands for."""
+    if not await lance_store.history_exists(db):
+        return chain.current_of(
+            carried_revisions(await lance_store.legacy_version(db), chain.ids())
+        )
     return chain.current_of(await lance_store.applied_revisions(db))
+
+
+async def stamp_lancedb(
+    db: lancedb.AsyncConnection, chain: RevisionChain, revision: str | None
+) -> None:
+    """Record the dataset at ``revision`` without running anything (for repair): the chain up
+    to it is recorded, anything else recorded (even unknown ids) is forgotten."""
+    await _carry_legacy(db, chain)
+    wanted = chain.ids()[: chain.position(revision, "stamp target")]
+    recorded = await lance_store.applied_revisions(db)
+    for rev in wanted:
+        if rev not in recorded:
+            await lance_store.record_revision(db, rev, 0.0)
+    for rev in set(recorded) - set(wanted):
+        await lance_store.forget_revision(db, rev)
+        await lance_store.clear_checkpoints(db, rev)
+
+
+async def _carry_legacy(db: lancedb.AsyncConnection, chain: RevisionChain) -> None:
+    """Write the rows a legacy integer version stands for, once, before any revision runs."""
+    if await lance_store.history_exists(db):
+        return
+    carried = carried_revisions(await lance_store.legacy_version(db), chain.ids())
+    for rev in carried:
+        await lance_store.record_revision(db, rev, 0.0)
+    if carried:
+        log.info(
+            "LanceDB dataset at legacy vector version %d carried onto %s.",
+            len(carried),
+            carried[-1],
+        )
 
 
 async def upgrade_lancedb(
@@ -58,6 +99,7 @@ async def upgrade_lancedb(
     on_revision: OnRevision | None = None,
 ) -> AppliedRevisions:
     """Bring the dataset from its recorded revision up to ``target`` (default: head)."""
+    await _carry_legacy(db, chain)
     before = await current_lancedb(db, chain)
     done: list[str] = []
     for revision in chain.upgrade_path(before, target):
@@ -74,6 +116,7 @@ async def downgrade_lancedb(
     on_revision: OnRevision | None = None,
 ) -> AppliedRevisions:
     """Undo revisions down to ``target`` (None: base), newest first."""
+    await _carry_legacy(db, chain)
     before = await current_lancedb(db, chain)
     done: list[str] = []
     for revision in chain.downgrade_path(before, target):

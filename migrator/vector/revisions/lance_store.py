@@ -8,7 +8,12 @@ from typing import Any
 import lancedb
 import pyarrow as pa
 
-from migrator.vector.revisions.history import CHECKPOINT_TABLE, HISTORY_TABLE, migrator_version
+from migrator.vector.revisions.history import (
+    CHECKPOINT_TABLE,
+    HISTORY_TABLE,
+    LEGACY_VERSION_TABLE,
+    migrator_version,
+)
 from migrator.vector.revisions.providers import RESERVED_PREFIX
 from migrator.vector.revisions.snapshot import CollectionInfo, Snapshot
 
@@ -51,12 +56,25 @@ async def _own_table(db: lancedb.AsyncConnection, name: str, schema: pa.Schema) 
     return await db.open_table(name)
 
 
+async def history_exists(db: lancedb.AsyncConnection) -> bool:
+    return HISTORY_TABLE in await table_names(db)
+
+
 async def applied_revisions(db: lancedb.AsyncConnection) -> list[str]:
     if HISTORY_TABLE not in await table_names(db):
         return []
     table = await db.open_table(HISTORY_TABLE)
     rows = await table.query().select(["revision"]).to_arrow()
     return [str(r) for r in rows.column("revision").to_pylist()]
+
+
+async def legacy_version(db: lancedb.AsyncConnection) -> int:
+    """The integer version an adapter recorded before revisions existed; 0 when none."""
+    if LEGACY_VERSION_TABLE not in await table_names(db):
+        return 0
+    table = await db.open_table(LEGACY_VERSION_TABLE)
+    versions = (await table.query().select(["version"]).to_arrow()).column("version")
+    return int(max(versions.to_pylist(), default=0))
 
 
 async def record_revision(db: lancedb.AsyncConnection, revision: str, duration_ms: float) -> None:

@@ -20,7 +20,12 @@ import asyncpg
 from migrator.vector.revisions import pg_store
 from migrator.vector.revisions.chain import RevisionChain
 from migrator.vector.revisions.errors import RevisionApplyError
-from migrator.vector.revisions.history import AppliedRevisions, DatasetContext, OnRevision
+from migrator.vector.revisions.history import (
+    AppliedRevisions,
+    DatasetContext,
+    OnRevision,
+    carried_revisions,
+)
 from migrator.vector.revisions.ops import (
     Backfill,
     CreateIndex,
@@ -51,8 +56,51 @@ class _Session:
 async def current_pgvector(
     conn: asyncpg.Connection, schema: str, chain: RevisionChain
 ) -> str | None:
-    """The dataset's current revision by its own record (None: nothing applied)."""
-    return chain.current_of(await pg_store.applied_revisions(conn, PgSql(schema, "public")))
+    """The dataset's current revision by its own record (None: nothing applied); a dataset
+    that only has a legacy integer version reads as the revisions that version stands for."""
+    sql = PgSql(schema, "public")  # the vector schema plays no part in reading the record
+    if not await pg_store.history_exists(conn, sql):
+        return chain.current_of(
+            carried_revisions(await pg_store.legacy_version(conn, sql), chain.ids())
+        )
+    return chain.current_of(await pg_store.applied_revisions(conn, sql))
+
+
+async def stamp_pgvector(
+    conn: asyncpg.Connection, schema: str, chain: RevisionChain, revision: str | None
+) -> None:
+    """Record the dataset at ``revision`` without running anything (for repair), in one
+    transaction: the chain up to it is recorded, anything else recorded is forgotten."""
+    sql = PgSql(schema, "public")
+    await _carry_legacy(conn, sql, chain)
+    wanted = chain.ids()[: chain.position(revision, "stamp target")]
+    async with conn.transaction():
+        recorded = await pg_store.applied_revisions(conn, sql)
+        for rev in wanted:
+            if rev not in recorded:
+                await pg_store.record_revision(conn, sql, rev, 0.0)
+        for rev in set(recorded) - set(wanted):
+            await pg_store.forget_revision(conn, sql, rev)
+
+
+async def _carry_legacy(conn: asyncpg.Connection, sql: PgSql, chain: RevisionChain) -> None:
+    """Create the record; a dataset with only a legacy integer version gets the rows that
+    version stands for in the same transaction, once."""
+    fresh = not await pg_store.history_exists(conn, sql)
+    await pg_store.ensure_tables(conn, sql)
+    if not fresh:
+        return
+    carried = carried_revisions(await pg_store.legacy_version(conn, sql), chain.ids())
+    async with conn.transaction():
+        for rev in carried:
+            await pg_store.record_revision(conn, sql, rev, 0.0)
+    if carried:
+        log.info(
+            "pgvector %s at legacy vector version %d carried onto %s.",
+            sql.schema,
+            len(carried),
+            carried[-1],
+        )
 
 
 async def upgrade_pgvector(
@@ -64,7 +112,7 @@ async def upgrade_pgvector(
     on_revision: OnRevision | None = None,
 ) -> AppliedRevisions:
     """Bring the dataset's schema from its recorded revision up to ``target`` (default head)."""
-    session = await _open(conn, schema, context, on_revision)
+    session = await _open(conn, schema, chain, context, on_revision)
     before = await current_pgvector(conn, schema, chain)
     await _apply(session, chain.upgrade_path(before, target), "upgrade")
     return AppliedRevisions(before, await current_pgvector(conn, schema, chain), _done(session))
@@ -79,7 +127,7 @@ async def downgrade_pgvector(
     on_revision: OnRevision | None = None,
 ) -> AppliedRevisions:
     """Undo revisions down to ``target`` (None: base), newest first, in the same phases."""
-    session = await _open(conn, schema, context, on_revision)
+    session = await _open(conn, schema, chain, context, on_revision)
     before = await current_pgvector(conn, schema, chain)
     await _apply(session, chain.downgrade_path(before, target), "downgrade")
     return AppliedRevisions(before, await current_pgvector(conn, schema, chain), _done(session))
@@ -111,10 +159,14 @@ async def plan_pgvector(
 
 
 async def _open(
-    conn: asyncpg.Connection, schema: str, context: DatasetContext, on_revision: OnRevision | None
+    conn: asyncpg.Connection,
+    schema: str,
+    chain: RevisionChain,
+    context: DatasetContext,
+    on_revision: OnRevision | None,
 ) -> _Session:
     sql = PgSql(schema, await pg_store.ensure_extension(conn))
-    await pg_store.ensure_tables(conn, sql)
+    await _carry_legacy(conn, sql, chain)
     return _Session(conn, sql, context, on_revision)
 
 

@@ -6,7 +6,12 @@ from __future__ import annotations
 import asyncpg
 
 from migrator.errors import VectorExtensionUnavailableError
-from migrator.vector.revisions.history import CHECKPOINT_TABLE, HISTORY_TABLE, migrator_version
+from migrator.vector.revisions.history import (
+    CHECKPOINT_TABLE,
+    HISTORY_TABLE,
+    LEGACY_VERSION_TABLE,
+    migrator_version,
+)
 from migrator.vector.revisions.pg_sql import PgSql, quote_ident
 from migrator.vector.revisions.providers import RESERVED_PREFIX
 from migrator.vector.revisions.snapshot import CollectionInfo, Snapshot
@@ -65,11 +70,23 @@ async def ensure_tables(conn: asyncpg.Connection, sql: PgSql) -> None:
         )
 
 
+async def history_exists(conn: asyncpg.Connection, sql: PgSql) -> bool:
+    return await conn.fetchval("SELECT to_regclass($1)", sql.table(HISTORY_TABLE)) is not None
+
+
 async def applied_revisions(conn: asyncpg.Connection, sql: PgSql) -> list[str]:
     table = sql.table(HISTORY_TABLE)
     if await conn.fetchval("SELECT to_regclass($1)", table) is None:
         return []
     return [r["revision"] for r in await conn.fetch(f"SELECT revision FROM {table}")]
+
+
+async def legacy_version(conn: asyncpg.Connection, sql: PgSql) -> int:
+    """The integer version the adapter recorded before revisions existed; 0 when none."""
+    table = sql.table(LEGACY_VERSION_TABLE)
+    if await conn.fetchval("SELECT to_regclass($1)", table) is None:
+        return 0
+    return int(await conn.fetchval(f"SELECT coalesce(max(version), 0) FROM {table}"))
 
 
 async def record_revision(
