@@ -32,6 +32,7 @@ from migrator.vector.revisions.pg_exec import (
     stamp_pgvector,
     upgrade_pgvector,
 )
+from migrator.vector.revisions.plan import CheckedRevision, check_chain, plan_revision
 from migrator.vector.revisions.recorder import Operations
 from migrator.vector.revisions.script import Revision
 from migrator.vector.revisions.template import render_revision, write_revision
@@ -49,12 +50,14 @@ def load_chain(folder: Path | str | None = None) -> RevisionChain:
 __all__ = [
     "DEFAULT_FOLDER",
     "AppliedRevisions",
+    "CheckedRevision",
     "ColumnType",
     "DatasetContext",
     "Operations",
     "Revision",
     "RevisionChain",
     "build_chain",
+    "check_chain",
     "current_lancedb",
     "current_pgvector",
     "downgrade_lancedb",
@@ -63,6 +66,7 @@ __all__ = [
     "parse_type",
     "plan_lancedb",
     "plan_pgvector",
+    "plan_revision",
     "render_revision",
     "stamp_lancedb",
     "stamp_pgvector",

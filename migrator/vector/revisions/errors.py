@@ -131,3 +131,17 @@ class RevisionApplyError(RevisionError):
         self.revision = revision
         self.operation = operation
         self.cause = cause
+
+
+class RevisionCodeError(RevisionFolderError):
+    """Raised when a revision's own ``upgrade(op)``/``downgrade(op)`` code raises while its
+    operations are recorded; carries the original exception."""
+
+    def __init__(
+        self, path: Path | str, revision: str, direction: str, cause: BaseException
+    ) -> None:
+        super().__init__(
+            path, f"{direction}(op) of revision {revision!r} raised {type(cause).__name__}: {cause}"
+        )
+        self.revision = revision
+        self.cause = cause

@@ -42,8 +42,8 @@ from migrator.vector.revisions.ops import (
     Operation,
     RenameColumn,
 )
+from migrator.vector.revisions.plan import plan_revision
 from migrator.vector.revisions.providers import LANCEDB, lance_index_config
-from migrator.vector.revisions.recorder import Operations, record
 from migrator.vector.revisions.script import Revision
 from migrator.vector.revisions.types import lance_default_sql, to_arrow
 
@@ -129,21 +129,7 @@ async def plan_lancedb(
     db: lancedb.AsyncConnection, context: DatasetContext, revision: Revision, direction: str
 ) -> list[Operation]:
     """What ``revision`` would do to the dataset as it is now, executing nothing."""
-    step = revision.upgrade if direction == "upgrade" else revision.downgrade
-    assert step is not None, "downgrade_path refuses revisions without downgrade"
-    if not revision.supports(LANCEDB):
-        # Declared for other providers only: recorded here as applied, with nothing to do.
-        log.info("Revision %s is not for %s; recording it.", revision.revision, LANCEDB)
-        return []
-    operations = Operations(
-        revision=revision.revision,
-        provider=LANCEDB,
-        dataset_id=context.dataset_id,
-        dataset_name=context.dataset_name,
-        vector_dimension=context.vector_dimension,
-        snapshot=await lance_store.snapshot(db),
-    )
-    return record(step, operations)
+    return plan_revision(revision, direction, LANCEDB, context, await lance_store.snapshot(db))
 
 
 async def _run(

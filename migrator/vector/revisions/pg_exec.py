@@ -36,8 +36,8 @@ from migrator.vector.revisions.ops import (
 )
 from migrator.vector.revisions.pg_backfill import run_backfill
 from migrator.vector.revisions.pg_sql import PgSql, quote_ident
+from migrator.vector.revisions.plan import plan_revision
 from migrator.vector.revisions.providers import PGVECTOR
-from migrator.vector.revisions.recorder import Operations, record
 from migrator.vector.revisions.script import Revision
 
 log = logging.getLogger(__name__)
@@ -141,21 +141,9 @@ async def plan_pgvector(
     direction: str = "upgrade",
 ) -> list[Operation]:
     """What ``revision`` would do to the dataset as it is now, executing nothing."""
-    step = revision.upgrade if direction == "upgrade" else revision.downgrade
-    assert step is not None, "downgrade_path refuses revisions without downgrade"
-    if not revision.supports(PGVECTOR):
-        # Declared for other providers only: recorded here as applied, with nothing to do.
-        log.info("Revision %s is not for %s; recording it.", revision.revision, PGVECTOR)
-        return []
-    operations = Operations(
-        revision=revision.revision,
-        provider=PGVECTOR,
-        dataset_id=context.dataset_id,
-        dataset_name=context.dataset_name,
-        vector_dimension=context.vector_dimension,
-        snapshot=await pg_store.snapshot(conn, schema),
+    return plan_revision(
+        revision, direction, PGVECTOR, context, await pg_store.snapshot(conn, schema)
     )
-    return record(step, operations)
 
 
 async def _open(

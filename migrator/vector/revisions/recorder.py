@@ -7,7 +7,7 @@ against the provider, so a bad call fails naming the revision and the operation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from migrator.vector.revisions.errors import InvalidOperationError
@@ -307,12 +307,3 @@ class Operations:
         for made_field in made:
             self._name(made_field.name, "column", what)
         return made
-
-
-def record(
-    step: Callable[[Operations], None],
-    operations: Operations,
-) -> list[Operation]:
-    """Run ``upgrade``/``downgrade`` against ``operations``; the operations it recorded."""
-    step(operations)
-    return list(operations.recorded)

@@ -4,16 +4,19 @@ operation and why, per provider; the portable types map to Arrow and PostgreSQL.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
 
-from migrator.vector.revisions import Operations, parse_type, vector
-from migrator.vector.revisions.errors import InvalidOperationError
+from migrator.vector.revisions import Operations, check_chain, load_chain, parse_type, vector
+from migrator.vector.revisions.errors import InvalidOperationError, RevisionCodeError
 from migrator.vector.revisions.ops import AddColumn, Backfill, CreateCollection, CreateIndex
 from migrator.vector.revisions.snapshot import CollectionInfo, Snapshot
 from migrator.vector.revisions.types import to_arrow, to_postgres
+from tests.vector.revisions.support import revision_file, write_folder
+from tests.vector.revisions.user_folder import IDS, make_folder
 
 
 def make_op(provider: str = "pgvector", snapshot: Snapshot | None = None) -> Operations:
@@ -120,3 +123,34 @@ def test_portable_types_map_to_arrow_and_postgres() -> None:
     assert parse_type("string[]") == parse_type("list<string>") and vector(3) == parse_type(
         "Vector(3)"
     )
+
+
+def test_check_validates_every_revision_for_every_provider_offline(tmp_path: Path) -> None:
+    checked = check_chain(load_chain(make_folder(tmp_path / "user")))
+    assert {(c.provider, c.revision) for c in checked} == {
+        (p, r) for p in ("lancedb", "pgvector") for r in IDS
+    }
+    by_key = {(c.provider, c.revision): c for c in checked}
+    assert by_key["pgvector", "0002_columns"].upgrade_ops == 8
+    assert by_key["lancedb", "0006_native"].downgrade_ops == 1
+    assert all(c.upgrade_ops > 0 for c in check_chain(load_chain()))
+
+
+def test_check_refuses_a_provider_specific_op_without_providers(tmp_path: Path) -> None:
+    folder = write_folder(
+        tmp_path / "v", {"a.py": revision_file("a", None, 'op.execute("SELECT 1")')}
+    )
+    chain = load_chain(folder)
+    assert [c.provider for c in check_chain(chain, ["pgvector"])] == ["pgvector"]
+    with pytest.raises(InvalidOperationError, match=r"revision 'a': execute.*pgvector only"):
+        check_chain(chain)
+
+
+def test_revision_code_that_raises_is_reported_with_its_file(tmp_path: Path) -> None:
+    folder = write_folder(
+        tmp_path / "v", {"a.py": revision_file("a", None, 'op.columns("t")["missing"]')}
+    )
+    with pytest.raises(RevisionCodeError) as caught:
+        check_chain(load_chain(folder))
+    assert str(caught.value).startswith(f"{folder / 'a.py'}: upgrade(op) of revision 'a' raised")
+    assert "KeyError" in str(caught.value)
