@@ -30,7 +30,8 @@ from migrator.vector.revisions.ops import (
 )
 from migrator.vector.revisions.providers import check_identifier, provider_problem
 from migrator.vector.revisions.snapshot import CollectionInfo, Snapshot, like_pattern
-from migrator.vector.revisions.types import ColumnType, check_default, parse_type, vector
+from migrator.vector.revisions.types import ColumnType, check_default, parse_type
+from migrator.vector.revisions.types import vector as vector_type
 
 DEFAULT_BATCH_SIZE = 1000
 
@@ -246,6 +247,39 @@ class Operations:
             self._refuse(what, f"batch_size must be a positive integer, got {batch_size!r}")
         self._record(Backfill(collection, column, fn, sources, batch_size, where))
 
+    # ---- the embedding-change recipe (expand, then contract in a later revision) ------------
+
+    def expand_vector(
+        self,
+        collection: str,
+        new_column: str,
+        dimension: int,
+        embed: BackfillFn,
+        *,
+        columns: Iterable[str],
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        index_kind: str | None = None,
+        **index_params: Any,
+    ) -> None:
+        """Expand: a second vector column, backfilled by ``embed``, optionally indexed. Readers
+        keep using the old column until a later revision calls ``contract_vector``.
+
+        >>> op.expand_vector("chunks", "embedding_768", 768, embed, columns=["text"],
+        ...                  index_kind="hnsw", metric="cosine")
+        """
+        self.add_column(collection, new_column, vector_type(dimension))
+        self.backfill(collection, new_column, embed, columns=columns, batch_size=batch_size)
+        if index_kind is not None:
+            self.create_index(collection, new_column, kind=index_kind, **index_params)
+
+    def contract_vector(self, collection: str, old_column: str, new_column: str) -> None:
+        """Contract: drop the old vector column and give the new one its name.
+
+        >>> op.contract_vector("chunks", "embedding", "embedding_768")
+        """
+        self.drop_column(collection, old_column)
+        self.rename_column(collection, new_column, old_column)
+
     def execute(self, sql: str, *args: Any) -> None:
         """pgvector only: run SQL inside the revision's transaction (declare providers).
 
@@ -301,7 +335,7 @@ class Operations:
             made = list(fields)
         for name, dimension in vectors.items():
             try:
-                made.append(Field(name, vector(dimension), name not in not_null))
+                made.append(Field(name, vector_type(dimension), name not in not_null))
             except ValueError as exc:
                 self._refuse(what, f"vector {name!r}: {exc}")
         for made_field in made:

@@ -43,24 +43,19 @@ FOLDER = {
         "0002_expand_768",
         "0001_notes",
         """
-        op.add_column("notes", "embedding_768", "vector(768)")
-        op.backfill("notes", "embedding_768", embed_768, columns=["text"], batch_size=50)
         if op.provider == "pgvector":
-            op.create_index("notes", "embedding_768", kind="hnsw", metric="cosine",
-                            name="notes_embedding_768_hnsw")
+            index = {"index_kind": "hnsw", "name": "notes_embedding_768_hnsw"}
         else:
-            op.create_index("notes", "embedding_768", kind="ivf_flat", metric="cosine",
-                            num_partitions=2, name="notes_embedding_768_ivf")
+            index = {"index_kind": "ivf_flat", "num_partitions": 2, "name": "notes_768_ivf"}
+        op.expand_vector("notes", "embedding_768", 768, embed_768, columns=["text"],
+                         batch_size=50, metric="cosine", **index)
         """,
     )
     + EMBED,
     "0003_contract.py": revision_file(
         "0003_contract",
         "0002_expand_768",
-        """
-        op.drop_column("notes", "embedding")
-        op.rename_column("notes", "embedding_768", "embedding")
-        """,
+        'op.contract_vector("notes", "embedding", "embedding_768")',
     ),
 }
 
