@@ -13,7 +13,6 @@ a previous backfill), not one written with the rows by ``create_collection``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import lance
@@ -28,13 +27,13 @@ ROW_ADDRESS = "_rowaddr"
 SCRATCH_COLUMN = "migrator_backfill_value"
 
 
-def fragment_ids(table_path: Path) -> list[int]:
-    return [fragment.fragment_id for fragment in lance.dataset(str(table_path)).get_fragments()]
+def fragment_ids(table_uri: str) -> list[int]:
+    return [fragment.fragment_id for fragment in lance.dataset(table_uri).get_fragments()]
 
 
-def backfill_fragment(table_path: Path, fragment_id: int, backfill: Backfill) -> None:
+def backfill_fragment(table_uri: str, fragment_id: int, backfill: Backfill) -> None:
     """Compute the column for one fragment and commit it; safe to repeat."""
-    dataset = lance.dataset(str(table_path))
+    dataset = lance.dataset(table_uri)
     target = dataset.schema.field(backfill.column)
     field_id = _field_id(dataset, backfill.column)
     if _shares_a_file(dataset, fragment_id, field_id):
@@ -56,7 +55,7 @@ def backfill_fragment(table_path: Path, fragment_id: int, backfill: Backfill) ->
     new_file.fields = [field_id]
     replacement = LanceOperation.DataReplacementGroup(fragment_id, new_file)
     lance.LanceDataset.commit(
-        str(table_path),
+        table_uri,
         LanceOperation.DataReplacement([replacement]),
         read_version=dataset.version,
     )

@@ -13,7 +13,6 @@ import asyncio
 import inspect
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import lancedb
@@ -239,7 +238,9 @@ async def _index(table: Any, op: CreateIndex | DropIndex) -> None:
 
 
 async def _backfill(db: lancedb.AsyncConnection, revision: str, step: int, op: Backfill) -> None:
-    path = Path(db.uri) / f"{op.collection}.lance"
+    # A URI, not a Path: the root may be an object store (s3://...). Storage options for one
+    # are not passed yet; wiring adds them with VECTOR_STORE_ROOTS.
+    path = f"{db.uri.rstrip('/')}/{op.collection}.lance"
     done = await lance_store.checkpoints(db, revision, step)
     fragments = await asyncio.to_thread(lance_backfill.fragment_ids, path)
     for fragment_id in fragments:
