@@ -45,7 +45,10 @@ def backfill_fragment(table_uri: str, fragment_id: int, backfill: Backfill) -> N
     assert fragment is not None, f"fragment {fragment_id} was listed a moment ago"
     matching = _matching_rows(dataset, fragment_id, backfill.where)
     compute = _batch_function(backfill, target.type, matching)
-    read = [*backfill.columns, backfill.column] + ([ROW_ADDRESS] if matching is not None else [])
+    # Only the source columns; with ``where`` also the target (rows it skips keep their value)
+    # and the row address that says which rows it selected.
+    extra = [] if matching is None else [backfill.column, ROW_ADDRESS]
+    read = [*dict.fromkeys([*backfill.columns, *extra])]
     # The output schema given up front: otherwise Lance probes the function with one row first,
     # and an embedding call is not free. No checkpoint_file: checkpoints live in the dataset.
     output = pa.schema([pa.field(SCRATCH_COLUMN, target.type)])
