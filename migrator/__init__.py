@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-
 from migrator.errors import MigrationError, MigratorError
 from migrator.runs.inprocess import run_startup_migrations
 from migrator.runs.summary import DatasetOutcome, RunSummary
-
-logging.getLogger("migrator").addHandler(logging.NullHandler())
 
 __all__ = [
     "DatasetOutcome",

@@ -67,5 +67,9 @@ RESULT_GRACE_S = 5.0
 # under 1 KB at any size; the control plane holds every outcome (`migrator status RUN_ID`).
 RESULT_FAILED_IDS_MAX = 10
 RESULT_ERROR_CHARS = 200
+# Dataset names in task results are cut to this; the id stays whole (results stay < 1 KB).
+RESULT_NAME_CHARS = 40
+# What a task result must stay under, as JSON.
+RESULT_MAX_BYTES = 1000
 # Dataset ids named in one scheduled-check log line or result.
 CHECK_IDS_SHOWN = 20

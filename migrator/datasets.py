@@ -266,6 +266,71 @@ async def load_targets(bind: Bind, where: sa.ColumnElement[bool]) -> list[Cached
     ]
 
 
+async def resolve_dataset_refs(bind: Bind, refs: Sequence[str]) -> list[str]:
+    """``--dataset`` values to dataset ids, in order, without duplicates: each value is an id or
+    a name. A value that is one dataset's name and another's id is refused as ambiguous; one
+    that is neither an id nor a name is an error naming it. A UUID that matches nothing is kept,
+    for the caller's "unknown dataset id(s)" check."""
+    unique = list(dict.fromkeys(refs))
+    by_id: dict[str, str] = {}  # value -> the dataset whose id it is
+    by_name: dict[str, str] = {}  # value -> the dataset whose name it is
+    async with connection(bind) as conn:
+        for start in range(0, len(unique), ID_BATCH):
+            batch = unique[start : start + ID_BATCH]
+            uuids = {as_uuid(ref): ref for ref in batch if as_uuid(ref)}
+            rows = await conn.execute(
+                sa.select(datasets.c.id, datasets.c.name).where(
+                    sa.or_(datasets.c.name.in_(batch), datasets.c.id.in_(list(uuids)))
+                )
+            )
+            for row in rows:
+                if row.name in batch:
+                    by_name[row.name] = row.id
+                if row.id in uuids:
+                    by_id[uuids[row.id]] = row.id
+    for ref in unique:
+        if ref in by_id and ref in by_name and by_id[ref] != by_name[ref]:
+            raise UsageError(
+                f"--dataset {ref!r} is ambiguous: it is the id of dataset {by_id[ref]} and the "
+                f"name of dataset {by_name[ref]}; rename that one to select either"
+            )
+    matches = {ref: by_id.get(ref) or by_name.get(ref) for ref in unique}
+    unknown = [ref for ref, found in matches.items() if not found and not as_uuid(ref)]
+    if unknown:
+        shown = ", ".join(repr(r) for r in unknown[:5]) + (
+            f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        )
+        raise DatasetNotFoundError(f"no dataset with id or name {shown}")
+    ids = [matches[ref] or as_uuid(ref) for ref in unique]
+    return list(dict.fromkeys(i for i in ids if i))
+
+
+async def dataset_name(bind: Bind, dataset_id: str) -> str | None:
+    """The dataset's name; None when it is not registered."""
+    async with connection(bind) as conn:
+        name = await conn.scalar(sa.select(datasets.c.name).where(datasets.c.id == dataset_id))
+    return str(name) if name is not None else None
+
+
+async def dataset_names(bind: Bind, ids: set[str]) -> dict[str, str]:
+    """The names of the datasets ``ids`` names, by id (a removed one is left out)."""
+    if not ids:
+        return {}
+    async with connection(bind) as conn:
+        rows = await conn.execute(
+            sa.select(datasets.c.id, datasets.c.name).where(datasets.c.id.in_(sorted(ids)))
+        )
+        return {row.id: row.name for row in rows}
+
+
+def as_uuid(value: str) -> str | None:
+    """The canonical id a value spells, or None when it is no UUID (then it can be a name)."""
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
 async def load_target(bind: Bind, dataset_id: str) -> DatasetTarget:
     """Connection details for one dataset; ``DatasetNotFoundError`` when it is not registered."""
     found = await load_targets(bind, dataset_databases.c.dataset_id == dataset_id)

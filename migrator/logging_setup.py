@@ -1,13 +1,21 @@
-"""Logging for the CLI and the worker: one format, LOG_LEVEL, secrets removed from every line."""
+"""Logging for the CLI, the worker and the Python API: one format, LOG_LEVEL, secrets removed
+from every line."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
-from typing import TextIO
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, ParamSpec, TextIO, TypeVar
 
-from migrator.settings import Settings
+from migrator.settings import Settings, get_settings
 from migrator.urls import redact
+
+LIBRARY_LOGGER = "migrator"
+P = ParamSpec("P")
+T = TypeVar("T")
 
 FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s"
 
@@ -39,12 +47,20 @@ class _CurrentStderrHandler(logging.StreamHandler[TextIO]):
         pass
 
 
-def configure_logging(settings: Settings) -> None:
+def _level(settings: Settings) -> int:
     level = logging.getLevelName(settings.log_level.upper())
-    if not isinstance(level, int):
-        level = logging.INFO
+    return level if isinstance(level, int) else logging.INFO
+
+
+def _stderr_handler(settings: Settings) -> logging.Handler:
     handler = _CurrentStderrHandler()
     handler.setFormatter(RedactingFormatter(settings.secrets()))
+    return handler
+
+
+def configure_logging(settings: Settings) -> None:
+    level = _level(settings)
+    handler = _stderr_handler(settings)
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)
@@ -54,3 +70,42 @@ def configure_logging(settings: Settings) -> None:
     # Alembic output that DEBUG is for.
     for name in ("sqlalchemy", "aiosqlite", "asyncio", "filelock", "lance", "lancedb", "kombu"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@contextmanager
+def library_logging(settings: Settings) -> Iterator[None]:
+    """While a Python API call runs in a process whose logging nobody configured (the init
+    container's one-liner), log it to stderr at LOG_LEVEL through the redacting formatter.
+
+    The handler goes on the ``migrator`` logger only and is removed afterwards: the host's root
+    logger stays untouched, so its own later ``basicConfig`` still works. A host that configured
+    logging gets no handler and no level change; the records propagate to its handlers.
+    """
+    logger = logging.getLogger(LIBRARY_LOGGER)
+    if logging.getLogger().handlers or logger.handlers:
+        yield
+        return
+    handler = _stderr_handler(settings)
+    level_before = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(_level(settings))
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level_before)
+
+
+def logs_when_unconfigured(
+    func: Callable[P, Awaitable[T]],
+) -> Callable[P, Awaitable[T]]:
+    """Wraps an API coroutine in ``library_logging`` with the settings it was given (or the
+    environment's)."""
+
+    @functools.wraps(func)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        settings: Any = kwargs.get("settings") or get_settings()
+        with library_logging(settings):
+            return await func(*args, **kwargs)
+
+    return wrapper

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 
 from migrator.constants import (
+    RESULT_NAME_CHARS,
     TASK_FINISH_FAILED_CHORD,
     TASK_FINISH_RUN,
     TASK_MIGRATE_DATASET,
@@ -116,7 +117,7 @@ def migrate_dataset(run_id: str, dataset_id: str) -> dict[str, Any]:
         )
     except Exception as exc:  # control plane or Redis trouble: report it, never raise
         outcome = rt.run(subtask.record_crash(rt.engine, rt.settings, run_id, dataset_id, exc))
-    return outcome.to_dict()
+    return outcome.to_dict(name_max_chars=RESULT_NAME_CHARS)
 
 
 @app.task(

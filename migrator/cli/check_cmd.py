@@ -46,13 +46,20 @@ def check_command(args: argparse.Namespace, settings: Settings) -> int:
             settings, lambda engine: inspect(engine, settings, locks, verify=args.verify)
         )
     if args.json:
-        print_json(report.to_dict())
+        data = report.to_dict()
+        data["datasets"] = [
+            {"id": dataset_id, "name": report.names.get(dataset_id)}
+            for dataset_id in dict.fromkeys(
+                i for key in ("pending", "drifted", "unreadable") for i in report.shown_ids(key)
+            )
+        ]
+        print_json(data)
     else:
         log_report(report)
         data = report.to_dict()
         print(f"control plane: {data['relational_current']} (head {data['relational_head']})")
         for key in ("pending", "drifted", "unreadable"):
-            print(f"{key}: {data[f'{key}_count']}  {' '.join(data[key])}".rstrip())
+            print(f"{key}: {data[f'{key}_count']}  {', '.join(report.labels(key))}".rstrip())
         print(
             f"stale runs failed: {len(report.stale_runs)}; run in progress: "
             f"{report.run_in_progress or 'none'}"

@@ -54,7 +54,7 @@ one subtask per dataset database that needs it. If a run is already in progress 
 trigger), attach to it instead: print its id and, with --wait, wait for it.
 
 deployment hook:  migrator enqueue --trigger deploy --wait --timeout 900
-admin:            migrator enqueue --dataset ID [--dataset ID ...] [--verify] --wait
+admin:            migrator enqueue --dataset ID_OR_NAME [...] [--verify] --wait
                   migrator enqueue --retry-failed RUN_ID --wait
 """
 
@@ -96,8 +96,15 @@ def register(commands: Any) -> None:
 
 def enqueue_command(args: argparse.Namespace, settings: Settings) -> int:
     from migrator.cli import on_control_plane
+    from migrator.datasets import as_uuid, resolve_dataset_refs
     from migrator.locks.redis import open_locks
 
+    refs = args.dataset_ids
+    if refs and not all(as_uuid(ref) for ref in refs):
+        # A task message carries ids only: names become ids here, from the control plane.
+        args.dataset_ids = on_control_plane(
+            settings, lambda engine: resolve_dataset_refs(engine, refs)
+        )
     request = request_from_args(args)
     with open_locks(settings) as locks:
         data = on_control_plane(

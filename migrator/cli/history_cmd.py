@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrator.cli.output import print_json, print_summary, print_table
 from migrator.errors import EXIT_OK
+from migrator.runs.summary import dataset_label
 from migrator.settings import Settings
 from migrator.urls import obfuscate_url
 
@@ -58,7 +59,7 @@ def status_command(args: argparse.Namespace, settings: Settings) -> int:
     print(f"datasets: {state['datasets_total']} total, {len(state['pending'])} pending")
     for item in state["pending"][:PENDING_SHOWN]:
         print(
-            f"  pending: {item['id']} {item['name']!r} ({item['provider']}) at "
+            f"  pending: {dataset_label(item['id'], item['name'])} ({item['provider']}) at "
             f"v{item['vector_schema_version']}"
         )
     if state["latest_run"]:

@@ -18,8 +18,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         "--dataset",
         dest="dataset_ids",
         action="append",
-        metavar="ID",
-        help="only this dataset id (repeatable)",
+        metavar="ID_OR_NAME",
+        help="only this dataset, by id or name (repeatable)",
     )
     parser.add_argument(
         "--verify",

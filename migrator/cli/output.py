@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from migrator.runs.summary import RunSummary
+from migrator.runs.summary import RunSummary, printable_name
 from migrator.states import DatasetStatus
 
 MAX_FAILED_SHOWN = 20
@@ -40,7 +40,7 @@ def print_summary(summary: RunSummary, stream: TextIO | None = None) -> None:
         print(f"  error: {summary.error}", file=out)
     failed = [d for d in summary.datasets if d.finished_badly]
     for outcome in failed[:MAX_FAILED_SHOWN]:
-        print(f"  {outcome.status}: {outcome.dataset_id}: {outcome.error}", file=out)
+        print(f"  {outcome.status}: {outcome.label}: {outcome.error}", file=out)
     if len(failed) > MAX_FAILED_SHOWN:
         print(
             f"  ... and {len(failed) - MAX_FAILED_SHOWN} more (migrator status RUN_ID --json)",
@@ -57,7 +57,10 @@ def print_table(
     if not rows:
         print("(none)", file=out)
         return
-    cells = [{c: "" if r.get(c) is None else str(r[c]) for c in columns} for r in rows]
+    # Escaped: a cell (a dataset name, an error) must not break the table or move the cursor.
+    cells = [
+        {c: "" if r.get(c) is None else printable_name(str(r[c])) for c in columns} for r in rows
+    ]
     widths = {c: max(len(c), *(len(cell[c]) for cell in cells)) for c in columns}
     print("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip(), file=out)
     for cell in cells:

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrator.constants import CHECK_IDS_SHOWN
-from migrator.datasets import load_targets
+from migrator.datasets import dataset_names, load_targets
 from migrator.db import utcnow
 from migrator.locks.heartbeat import heartbeat
 from migrator.locks.redis import LockRecord, Locks
@@ -26,6 +26,7 @@ from migrator.relational import alembic_config, current_revision, head_revision
 from migrator.runs.request import RunRequest
 from migrator.runs.selection import is_cached_at_head, pending_ids
 from migrator.runs.store import last_finished_at
+from migrator.runs.summary import dataset_label, quoted_name
 from migrator.runs.trigger import claim_run, recover_stale_runs
 from migrator.settings import Settings
 from migrator.states import Trigger
@@ -54,6 +55,19 @@ class CheckReport:
     action: str = "report"
     enqueued_run: str | None = None
     request: RunRequest | None = None
+    # Names of the datasets a person is shown (the first CHECK_IDS_SHOWN of each list); not in
+    # the task result, which stays small.
+    names: dict[str, str] = field(default_factory=dict)
+
+    def labels(self, key: str) -> list[str]:
+        """The first CHECK_IDS_SHOWN datasets of ``pending``/``drifted``/``unreadable``, as a
+        person reads them: ``name (id)``."""
+        return [dataset_label(i, self.names.get(i)) for i in self.shown_ids(key)]
+
+    def shown_ids(self, key: str) -> list[str]:
+        """The ids of one list that a person is shown."""
+        ids: list[str] = getattr(self, key)
+        return ids[:CHECK_IDS_SHOWN]
 
     @property
     def relational_behind(self) -> bool:
@@ -151,6 +165,8 @@ async def inspect(
         report.pending = await pending_ids(engine)
         if settings.migration_check_verify if verify is None else verify:
             report.drifted, report.unreadable = await find_drift(engine, settings)
+        shown = {i for key in ("pending", "drifted", "unreadable") for i in report.shown_ids(key)}
+        report.names = await dataset_names(engine, shown)
     return report
 
 
@@ -185,7 +201,12 @@ async def _read_version(settings: Settings, target: DatasetTarget) -> int | None
         async with asyncio.timeout(settings.connect_timeout_s):
             return int(await adapter.read_version())
     except Exception as exc:  # one unreadable dataset must not stop the check
-        log.warning("Check: dataset=%s version unreadable (%s).", dataset_id, type(exc).__name__)
+        log.warning(
+            "Check: dataset=%s name=%s version unreadable (%s).",
+            dataset_id,
+            quoted_name(target.name),
+            type(exc).__name__,
+        )
         return None
     finally:
         if adapter is not None:
@@ -220,5 +241,5 @@ def log_report(report: CheckReport) -> None:
     if report.drifted:
         log.warning(
             "Scheduled check: drifted dataset(s) (own record disagrees with the cache): %s",
-            ", ".join(report.drifted[:CHECK_IDS_SHOWN]),
+            ", ".join(report.labels("drifted")),
         )

@@ -18,6 +18,7 @@ from migrator.runs.summary import (
     describe_error,
     log_summary,
     outcome_from_result,
+    printable_name,
 )
 from migrator.settings import Settings
 from migrator.states import FINAL_STATUSES, DatasetStatus
@@ -47,9 +48,10 @@ async def finish(
     for outcome in summary.datasets:
         if outcome.finished_badly:
             log.error(
-                "Run %s: dataset=%s status=%s error=%s",
+                "Run %s: dataset=%s (%s) status=%s error=%s",
                 run_id,
                 outcome.dataset_id,
+                printable_name(outcome.name or "?"),
                 outcome.status,
                 outcome.error,
             )

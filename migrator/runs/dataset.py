@@ -4,6 +4,7 @@ the broker subtask alike; it never raises for a dataset's own failure, it report
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 
@@ -13,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from migrator.datasets import default_engine_target, load_target
 from migrator.db import Bind, reconnecting, transaction
 from migrator.runs import store
-from migrator.runs.summary import DatasetOutcome, describe_error, log_outcome
+from migrator.runs.summary import DatasetOutcome, dataset_label, describe_error, quoted_name
 from migrator.settings import Settings
 from migrator.states import DatasetStatus
 from migrator.vector.base import DatasetTarget, StepFailed
@@ -34,10 +35,13 @@ async def migrate_target(target: DatasetTarget, settings: Settings) -> DatasetOu
             log.warning(
                 "Vector adapter %r has no run_migrations; skipping dataset %s.",
                 target.provider,
-                target.dataset_id,
+                dataset_label(target.dataset_id, target.name),
             )
             return DatasetOutcome(
-                target.dataset_id, DatasetStatus.SKIPPED, error="adapter has no run_migrations"
+                target.dataset_id,
+                DatasetStatus.SKIPPED,
+                error="adapter has no run_migrations",
+                name=target.name,
             )
         step = "migrate"
         async with asyncio.timeout(settings.dataset_timeout_s):
@@ -71,6 +75,7 @@ async def migrate_target(target: DatasetTarget, settings: Settings) -> DatasetOu
     finally:
         if adapter is not None:
             await _close_quietly(adapter, target)
+    outcome = dataclasses.replace(outcome, name=target.name)
     log_outcome(outcome)
     return outcome
 
@@ -133,6 +138,34 @@ def _load_failed(exc: Exception, dataset_id: str, settings: Settings) -> Dataset
     return outcome
 
 
+def log_outcome(outcome: DatasetOutcome) -> None:
+    """One greppable line per dataset: id, name, from->to, duration, error class."""
+    name = quoted_name(outcome.name)
+    if outcome.status == DatasetStatus.SUCCEEDED:
+        log.info(
+            "dataset=%s name=%s status=succeeded version=%s->%s duration_ms=%d",
+            outcome.dataset_id,
+            name,
+            outcome.version_before,
+            outcome.version_after,
+            outcome.duration_ms,
+        )
+    elif outcome.status == DatasetStatus.SKIPPED:
+        log.info(
+            "dataset=%s name=%s status=skipped reason=%s", outcome.dataset_id, name, outcome.error
+        )
+    else:
+        log.error(
+            "dataset=%s name=%s status=%s step=%s duration_ms=%d error=%s",
+            outcome.dataset_id,
+            name,
+            outcome.status,
+            outcome.step,
+            outcome.duration_ms,
+            outcome.error,
+        )
+
+
 async def _close_quietly(adapter: object, target: DatasetTarget) -> None:
     close = getattr(adapter, "close", None)
     if close is None:
@@ -140,7 +173,12 @@ async def _close_quietly(adapter: object, target: DatasetTarget) -> None:
     try:
         await close()
     except Exception:
-        log.warning("dataset=%s closing its adapter failed", target.dataset_id, exc_info=True)
+        log.warning(
+            "dataset=%s name=%s closing its adapter failed",
+            target.dataset_id,
+            quoted_name(target.name),
+            exc_info=True,
+        )
 
 
 def _ms_since(started: float) -> int:

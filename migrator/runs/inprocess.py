@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from migrator.constants import DEFAULT_ENGINE_ID
 from migrator.datasets import server_keys
 from migrator.db import control_plane, utcnow
+from migrator.logging_setup import logs_when_unconfigured
 from migrator.relational import upgrade_to_head
 from migrator.runs import store
 from migrator.runs.dataset import migrate_default_engine, migrate_registered
@@ -28,6 +29,7 @@ ProgressCallback = Callable[[int, int, int], None]
 """Called as ``(done, total, failed)`` after each dataset."""
 
 
+@logs_when_unconfigured
 async def run_startup_migrations(
     *,
     trigger: Trigger | str = Trigger.API,

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrator.constants import DEFAULT_ENGINE_ID
-from migrator.datasets import registered_ids, validate_dataset_id
+from migrator.datasets import registered_ids, resolve_dataset_refs
 from migrator.errors import DatasetNotFoundError
 from migrator.models import dataset_databases
 from migrator.runs import store
@@ -58,7 +58,7 @@ async def select_pending(
     ``dataset_ids`` narrows the choice; an id that is not registered is an error, not a skip.
     """
     if dataset_ids is not None:
-        wanted = list(dict.fromkeys(validate_dataset_id(d) for d in dataset_ids))
+        wanted = await resolve_dataset_refs(engine, dataset_ids)
         found = set(await registered_ids(engine, wanted))
         missing = [d for d in wanted if d not in found]
         if missing:

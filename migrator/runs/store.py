@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from migrator.datasets import update_cache
 from migrator.db import Bind, aware, connection, iso, transaction, utcnow
 from migrator.errors import ControlPlaneNotReadyError, RunNotFoundError
-from migrator.models import migration_run_datasets, migration_runs
+from migrator.models import datasets, migration_run_datasets, migration_runs
 from migrator.runs.summary import DatasetOutcome, RunSummary
 from migrator.states import (
     FINAL_STATUSES,
@@ -262,7 +262,12 @@ async def get_run(
         run = (await conn.execute(sa.select(runs).where(runs.c.id == run_id))).first()
         if run is None:
             raise RunNotFoundError(f"no migration run with id {run_id!r}")
-        query = sa.select(rows).where(rows.c.run_id == run_id)
+        # Outer join: a dataset removed since the run still has its row, shown by id alone.
+        query = (
+            sa.select(rows, datasets.c.name)
+            .outerjoin(datasets, datasets.c.id == rows.c.dataset_id)
+            .where(rows.c.run_id == run_id)
+        )
         if dataset_statuses is not None:
             query = query.where(rows.c.status.in_(dataset_statuses))
         found = (await conn.execute(query.order_by(rows.c.dataset_id))).all()
@@ -278,7 +283,9 @@ async def get_run(
         relational_before=run.relational_before,
         relational_after=run.relational_after,
         counts=counts,
-        datasets=[RunDatasetRow.from_row(row).outcome(row.dataset_id) for row in found],
+        datasets=[
+            RunDatasetRow.from_row(row).outcome(row.dataset_id, name=row.name) for row in found
+        ],
         duration_s=round(duration_s, 3),
         started_at=iso(started),
         finished_at=iso(finished),
@@ -408,7 +415,7 @@ class RunDatasetRow:
             row.error,
         )
 
-    def outcome(self, dataset_id: str) -> DatasetOutcome:
+    def outcome(self, dataset_id: str, *, name: str | None = None) -> DatasetOutcome:
         """The outcome this row records (for a delivery that finds the work already done)."""
         return DatasetOutcome(
             dataset_id,
@@ -417,6 +424,7 @@ class RunDatasetRow:
             self.version_after,
             self.duration_ms or 0,
             self.error,
+            name=name,
         )
 
 

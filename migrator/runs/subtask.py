@@ -4,19 +4,21 @@ server, or record why it could not be; every delivery reports the outcome that w
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrator.constants import DATASET_LOCK_POLL_S, DEFAULT_ENGINE_ID
+from migrator.datasets import dataset_name
 from migrator.db import reconnecting
 from migrator.errors import AttemptsExhaustedError, DatasetBusyError, RunNotFoundError
 from migrator.locks.heartbeat import heartbeat
 from migrator.locks.redis import LockRecord, Locks, acquire_waiting, release_quietly
 from migrator.locks.slots import server_slot
 from migrator.runs import store
-from migrator.runs.dataset import migrate_default_engine, migrate_registered
-from migrator.runs.summary import DatasetOutcome, describe_error, log_outcome
+from migrator.runs.dataset import log_outcome, migrate_default_engine, migrate_registered
+from migrator.runs.summary import DatasetOutcome, describe_error
 from migrator.settings import Settings
 from migrator.states import FINAL_STATUSES, DatasetStatus
 
@@ -82,8 +84,11 @@ async def _close_failed(
     step: str | None,
 ) -> DatasetOutcome:
     """Record ``exc`` as the dataset's failure unless an outcome landed first; logged."""
-    outcome = DatasetOutcome(
-        dataset_id, DatasetStatus.FAILED, error=describe_error(exc, settings), step=step
+    outcome = await _named(
+        engine,
+        DatasetOutcome(
+            dataset_id, DatasetStatus.FAILED, error=describe_error(exc, settings), step=step
+        ),
     )
     await store.close_open_row(engine, run_id, outcome)
     log_outcome(outcome)
@@ -129,8 +134,15 @@ async def record_timed_out(
     engine: AsyncEngine, run_id: str, dataset_id: str, duration_ms: int, reason: str
 ) -> DatasetOutcome:
     """Record a dataset cut off at its time limit, unless its real outcome landed first."""
-    outcome = DatasetOutcome(
-        dataset_id, DatasetStatus.TIMED_OUT, duration_ms=duration_ms, error=reason, step="migrate"
+    outcome = await _named(
+        engine,
+        DatasetOutcome(
+            dataset_id,
+            DatasetStatus.TIMED_OUT,
+            duration_ms=duration_ms,
+            error=reason,
+            step="migrate",
+        ),
     )
     if await store.close_open_row(engine, run_id, outcome):
         log_outcome(outcome)
@@ -140,6 +152,17 @@ async def record_timed_out(
     )
     status = row.status if row else DatasetStatus.TIMED_OUT
     return DatasetOutcome(dataset_id, status, duration_ms=duration_ms)
+
+
+async def _named(engine: AsyncEngine, outcome: DatasetOutcome) -> DatasetOutcome:
+    """The outcome with its dataset's name, for the log line and the result; without it when
+    the name cannot be read (the outcome matters more than its label)."""
+    try:
+        name = await dataset_name(engine, outcome.dataset_id)
+    except Exception:
+        log.debug("dataset=%s name unreadable", outcome.dataset_id, exc_info=True)
+        return outcome
+    return dataclasses.replace(outcome, name=name)
 
 
 async def record_crash(

@@ -3,11 +3,17 @@ lines that tell them, and their shape as a Celery task result."""
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-from migrator.constants import RESULT_ERROR_CHARS, RESULT_FAILED_IDS_MAX
+from migrator.constants import (
+    RESULT_ERROR_CHARS,
+    RESULT_FAILED_IDS_MAX,
+    RESULT_MAX_BYTES,
+    RESULT_NAME_CHARS,
+)
 from migrator.settings import Settings
 from migrator.states import DatasetStatus, RunStatus, finished_badly
 from migrator.urls import redact
@@ -18,13 +24,40 @@ log = logging.getLogger(__name__)
 MAX_ERROR_CHARS = 400
 
 
+def printable_name(name: str) -> str:
+    """A dataset name safe to print on one line: control and other non-printing characters
+    escaped (a name written before names were validated, or edited into the database by hand,
+    must not move a terminal's cursor or forge a log line)."""
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in name
+    )
+
+
+def quoted_name(name: str | None) -> str:
+    """The name as one quoted, escaped token, so a log line stays one greppable line."""
+    return f'"{printable_name(name)}"' if name is not None else "?"
+
+
+def dataset_label(dataset_id: str, name: str | None) -> str:
+    """How a person sees a dataset: ``name (id)``, or the id alone when the name is unknown."""
+    return f"{printable_name(name)} ({dataset_id})" if name else dataset_id
+
+
+def cut_name(name: str | None, max_chars: int) -> str | None:
+    """A name shortened for a size-bound place (a Celery result); the id stays whole."""
+    if name is None or len(name) <= max_chars:
+        return name
+    return name[: max_chars - 3] + "..."
+
+
 @dataclass(frozen=True)
 class DatasetOutcome:
     """One dataset's result in one run; small enough for a Celery result (well under 1 KB).
 
     Fields: ``dataset_id``; ``status`` (a final ``DatasetStatus``); ``version_before`` and
     ``version_after``, the vector schema versions when known; ``duration_ms``; ``error``
-    (``ErrorClass: message``, secrets removed) and ``step`` (where it failed), when it failed.
+    (``ErrorClass: message``, secrets removed) and ``step`` (where it failed), when it failed;
+    ``name``, the dataset's name when known.
     """
 
     dataset_id: str
@@ -34,14 +67,22 @@ class DatasetOutcome:
     duration_ms: int = 0
     error: str | None = None
     step: str | None = None
+    name: str | None = None
 
     @property
     def finished_badly(self) -> bool:
         return finished_badly(self.status)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The fields that are set, as JSON types."""
-        return {k: v for k, v in asdict(self).items() if v is not None}
+    @property
+    def label(self) -> str:
+        return dataset_label(self.dataset_id, self.name)
+
+    def to_dict(self, *, name_max_chars: int | None = None) -> dict[str, Any]:
+        """The fields that are set, as JSON types; ``name_max_chars`` cuts the name short."""
+        data = {k: v for k, v in asdict(self).items() if v is not None}
+        if name_max_chars is not None and self.name is not None:
+            data["name"] = cut_name(self.name, name_max_chars)
+        return data
 
 
 @dataclass
@@ -90,29 +131,6 @@ def describe_error(exc: BaseException, settings: Settings) -> str:
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
 
 
-def log_outcome(outcome: DatasetOutcome) -> None:
-    """One greppable line per dataset: id, from->to, duration, error class."""
-    if outcome.status == DatasetStatus.SUCCEEDED:
-        log.info(
-            "dataset=%s status=succeeded version=%s->%s duration_ms=%d",
-            outcome.dataset_id,
-            outcome.version_before,
-            outcome.version_after,
-            outcome.duration_ms,
-        )
-    elif outcome.status == DatasetStatus.SKIPPED:
-        log.info("dataset=%s status=skipped reason=%s", outcome.dataset_id, outcome.error)
-    else:
-        log.error(
-            "dataset=%s status=%s step=%s duration_ms=%d error=%s",
-            outcome.dataset_id,
-            outcome.status,
-            outcome.step,
-            outcome.duration_ms,
-            outcome.error,
-        )
-
-
 def log_summary(summary: RunSummary) -> None:
     """One line per run: status, revisions, counts by outcome, duration."""
     counts = summary.counts
@@ -152,15 +170,23 @@ def summary_result(summary: RunSummary, *, busy_run_id: str | None = None) -> di
     control plane, which holds every one.
     """
     data = summary.to_dict(datasets="failed")
-    failed_ids = [d["dataset_id"] for d in data.pop("datasets")]
+    failed = [d for d in summary.datasets if d.finished_badly]
     data["datasets"] = []
-    data["failed_ids"] = failed_ids[:RESULT_FAILED_IDS_MAX]
-    if len(failed_ids) > RESULT_FAILED_IDS_MAX:
-        data["failed_ids_not_shown"] = len(failed_ids) - RESULT_FAILED_IDS_MAX
+    data["failed_ids"] = [d.dataset_id for d in failed[:RESULT_FAILED_IDS_MAX]]
+    if len(failed) > RESULT_FAILED_IDS_MAX:
+        data["failed_ids_not_shown"] = len(failed) - RESULT_FAILED_IDS_MAX
     if data.get("error") and len(data["error"]) > RESULT_ERROR_CHARS:
         data["error"] = data["error"][: RESULT_ERROR_CHARS - 3] + "..."
     if busy_run_id is not None:
         data["busy_run_id"] = busy_run_id
+    data["failed_names"] = {
+        d.dataset_id: cut_name(d.name, RESULT_NAME_CHARS)
+        for d in failed[:RESULT_FAILED_IDS_MAX]
+        if d.name is not None
+    }
+    # Names are what a person reads, ids what a program needs: names give way to the bound.
+    while data["failed_names"] and len(json.dumps(data)) >= RESULT_MAX_BYTES:
+        data["failed_names"].popitem()
     return data
 
 

@@ -73,8 +73,8 @@ def test_dataset_whose_worker_always_dies_is_failed_after_max_attempts(
 
     assert result.returncode == 2, result.stderr
     assert (
-        f"failed: {poison}: AttemptsExhaustedError: dataset {poison}: 2 earlier attempt(s) "
-        "started and never finished (worker process killed or lost); not trying again"
+        f"failed: poison ({poison}): AttemptsExhaustedError: dataset {poison}: 2 earlier "
+        "attempt(s) started and never finished (worker process killed or lost); not trying again"
     ) in result.stdout
     assert sorted(p.name for p in state.glob("attempt-*.pid")) == ["attempt-1.pid", "attempt-2.pid"]
     (run,) = runs(celery_env.settings)
@@ -98,7 +98,7 @@ def test_subtask_past_its_soft_time_limit_is_recorded_timed_out(
 
     assert result.returncode == 2, result.stderr
     assert (
-        f"timed_out: {slow}: SoftTimeLimitExceeded: exceeded DATASET_SOFT_TIME_LIMIT_S=3"
+        f"timed_out: slow ({slow}): SoftTimeLimitExceeded: exceeded DATASET_SOFT_TIME_LIMIT_S=3"
     ) in result.stdout
     (run,) = runs(celery_env.settings)
     rows = run_rows(celery_env.settings, run["id"])
@@ -108,7 +108,7 @@ def test_subtask_past_its_soft_time_limit_is_recorded_timed_out(
     assert (state / "cancelled-1").exists()  # the coroutine was cancelled, not left running
     log = worker.log()
     assert "Soft time limit (3.0s) exceeded for tasks.migrate_dataset" in log
-    assert f"dataset={slow} status=timed_out step=migrate" in log
+    assert f'dataset={slow} name="slow" status=timed_out step=migrate' in log
     assert "Hard time limit" not in log
 
 

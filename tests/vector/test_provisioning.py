@@ -146,10 +146,10 @@ def test_cli_migrates_the_demo_datasets_then_reports_an_unreachable_one(
     assert failed.returncode == 2
     assert "datasets: total=1 succeeded=0 failed=1" in failed.stdout
     assert (
-        f"  failed: {down}: VectorDatabaseUnreachableError: cannot connect to pgvector server "
-        "127.0.0.1:1 database 'vectors' as 'postgres': ConnectionRefusedError"
+        f"  failed: pg-down ({down}): VectorDatabaseUnreachableError: cannot connect to pgvector "
+        "server 127.0.0.1:1 database 'vectors' as 'postgres': ConnectionRefusedError"
     ) in failed.stdout
-    assert f"dataset={down} status=failed step=connect " in failed.stderr
+    assert f'dataset={down} name="pg-down" status=failed step=connect ' in failed.stderr
 
     removed = cli("datasets", "remove", "pg-down")
     assert removed.returncode == 0

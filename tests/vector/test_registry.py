@@ -121,7 +121,7 @@ def test_an_adapter_without_run_migrations_is_skipped_with_a_warning(
     assert [(d.dataset_id, d.status) for d in summary.datasets] == [(dataset_id, "skipped")]
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert [r.getMessage() for r in warnings] == [
-        f"Vector adapter 'bare' has no run_migrations; skipping dataset {dataset_id}."
+        f"Vector adapter 'bare' has no run_migrations; skipping dataset plugged ({dataset_id})."
     ]
     assert asyncio.run(cached(control, dataset_id))["vector_schema_version"] == 0
 
