@@ -65,9 +65,9 @@ class LockTimeoutError(MigratorError):
     """Raised when another process held a migration lock (relational or one dataset's) too long."""
 
     def __init__(self, lock_name: str, waited_s: float) -> None:
-        super().__init__(f"gave up waiting {waited_s:.0f}s for migration lock {lock_name!r}")
         self.lock_name = lock_name
         self.waited_s = waited_s
+        super().__init__(f"gave up waiting {waited_s:.0f}s for migration lock {lock_name!r}")
 
 
 class ControlPlaneNotReadyError(MigratorError):

@@ -283,9 +283,7 @@ async def get_run(
         relational_before=run.relational_before,
         relational_after=run.relational_after,
         counts=counts,
-        datasets=[
-            RunDatasetRow.from_row(row).outcome(row.dataset_id, name=row.name) for row in found
-        ],
+        datasets=[_outcome(row, row.name) for row in found],
         duration_s=round(duration_s, 3),
         started_at=iso(started),
         finished_at=iso(finished),
@@ -393,46 +391,33 @@ async def read_progress(engine: AsyncEngine, run_id: str) -> RunProgress | None:
     return RunProgress(RunStatus(run.status), run.total_count, done, count_badly(counts))
 
 
+def _outcome(row: Any, name: str | None = None) -> DatasetOutcome:
+    """What a ``migration_run_datasets`` row records, as an outcome (still open or final)."""
+    return DatasetOutcome(
+        row.dataset_id,
+        DatasetStatus(row.status),
+        row.version_before,
+        row.version_after,
+        row.duration_ms or 0,
+        row.error,
+        name=name,
+    )
+
+
 @dataclass(frozen=True)
 class RunDatasetRow:
-    """One dataset's row in one run, as far as a delivery needs it."""
+    """One dataset's row in one run, as a delivery needs it: the deliveries that started it so
+    far, and what it records (a delivery that finds it final reports that)."""
 
-    status: DatasetStatus
     attempts: int
-    version_before: int | None = None
-    version_after: int | None = None
-    duration_ms: int | None = None
-    error: str | None = None
-
-    @classmethod
-    def from_row(cls, row: Any) -> RunDatasetRow:
-        return cls(
-            DatasetStatus(row.status),
-            row.attempts,
-            row.version_before,
-            row.version_after,
-            row.duration_ms,
-            row.error,
-        )
-
-    def outcome(self, dataset_id: str, *, name: str | None = None) -> DatasetOutcome:
-        """The outcome this row records (for a delivery that finds the work already done)."""
-        return DatasetOutcome(
-            dataset_id,
-            self.status,
-            self.version_before,
-            self.version_after,
-            self.duration_ms or 0,
-            self.error,
-            name=name,
-        )
+    outcome: DatasetOutcome
 
 
 async def get_run_dataset(bind: Bind, run_id: str, dataset_id: str) -> RunDatasetRow | None:
     """The dataset's row in the run; None when the dataset is not part of it."""
     async with connection(bind) as conn:
         row = (await conn.execute(sa.select(rows).where(_row(run_id, dataset_id)))).first()
-    return RunDatasetRow.from_row(row) if row is not None else None
+    return RunDatasetRow(row.attempts, _outcome(row)) if row is not None else None
 
 
 async def dataset_ids_in(

@@ -107,14 +107,14 @@ async def _migrate_locked(
         return DatasetOutcome(
             dataset_id, DatasetStatus.FAILED, error=describe_error(error, settings)
         )
-    if row.status in FINAL_STATUSES:
+    if row.outcome.status in FINAL_STATUSES:
         log.info(
             "Run %s dataset=%s: already recorded %s by an earlier delivery; reporting that.",
             run_id,
             dataset_id,
-            row.status,
+            row.outcome.status,
         )
-        return row.outcome(dataset_id)
+        return row.outcome
     if row.attempts >= settings.dataset_max_attempts:
         exhausted = AttemptsExhaustedError(dataset_id, row.attempts)
         return await _close_failed(engine, settings, run_id, dataset_id, exhausted, step="deliver")
@@ -150,7 +150,7 @@ async def record_timed_out(
     row = await reconnecting(
         engine, engine, lambda bind: store.get_run_dataset(bind, run_id, dataset_id)
     )
-    status = row.status if row else DatasetStatus.TIMED_OUT
+    status = row.outcome.status if row else DatasetStatus.TIMED_OUT
     return DatasetOutcome(dataset_id, status, duration_ms=duration_ms)
 
 

@@ -108,11 +108,6 @@ class RunSummary:
     finished_at: str | None = None
     error: str | None = None
 
-    @property
-    def ok(self) -> bool:
-        """True when the run succeeded: every dataset it took is at head."""
-        return self.status == RunStatus.SUCCEEDED
-
     def to_dict(self, *, datasets: Literal["all", "failed"] = "all") -> dict[str, Any]:
         """The summary as JSON types; ``datasets='failed'`` keeps only the outcomes that need
         attention (large runs)."""
@@ -122,6 +117,11 @@ class RunSummary:
             kept = [d for d in self.datasets if d.finished_badly]
         data["datasets"] = [d.to_dict() for d in kept]
         return data
+
+    @property
+    def ok(self) -> bool:
+        """True when the run succeeded: every dataset it took is at head."""
+        return self.status == RunStatus.SUCCEEDED
 
 
 def describe_error(exc: BaseException, settings: Settings) -> str:
