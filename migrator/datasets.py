@@ -90,6 +90,9 @@ async def add_dataset(
         url = f"{settings.vector_db_url.rstrip('/')}/{dataset_id}"
     normalise = getattr(adapter_cls, "normalise_url", None)
     url, server_key = normalise(url) if normalise else (url, "")
+    check = getattr(adapter_cls, "check_registration", None)
+    if check is not None:
+        check(url, settings, dataset=repr(name))
     now = utcnow()
     try:
         async with engine.begin() as conn:
