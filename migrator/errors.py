@@ -187,6 +187,18 @@ class MessageRefusedError(MigratorError):
     names fields, never their values (a forged one may carry a password)."""
 
 
+class RunStillReportingError(MigratorError):
+    """Raised when the chord's errback would finish a run whose subtasks may still report (a
+    dataset lock held by the run); the errback retries."""
+
+    def __init__(self, run_id: str, live: int, idle_s: float) -> None:
+        super().__init__(
+            f"run {run_id}: {live} subtask(s) still hold their dataset lock, last progress "
+            f"{idle_s:.0f}s ago; not finishing it yet"
+        )
+        self.run_id = run_id
+
+
 class WaitTimeoutError(MigratorError):
     """Raised when a caller's wait for a run ends before the run does."""
 
