@@ -12,8 +12,10 @@ are added in place, and nothing is read into memory.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,6 +29,7 @@ from migrator.constants import COLLECTION_NAME, VECTOR_VERSION_TABLE
 from migrator.errors import (
     BadDatasetURLError,
     InsecureAuthenticationError,
+    LockTimeoutError,
     QueryTimeoutError,
     VectorDatabaseUnreachableError,
     VectorExtensionUnavailableError,
@@ -58,6 +61,7 @@ INDEX_NAME = f"{COLLECTION_NAME}_embedding_hnsw"
 VECTOR_COLUMN = "embedding"
 # Steps that build an index: never bounded by QUERY_TIMEOUT_S.
 HEAVY_STEPS = frozenset({3})
+LOCK_POLL_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -251,12 +255,20 @@ class PgVectorAdapter(VersionedAdapter):
     async def dataset_lock(self) -> AsyncIterator[None]:
         """A session advisory lock keyed on the schema; the server frees it if we die."""
         conn = await self._connection()
-        await conn.execute(
-            "SELECT pg_advisory_lock($1, hashtext($2))",
-            ADVISORY_NAMESPACE,
-            self.schema,
-            timeout=self.settings.dataset_timeout_s,
-        )
+        # Polled, not a blocking pg_advisory_lock: each try is a light statement under
+        # QUERY_TIMEOUT_S, so a server that stops answering is told from a lock held elsewhere.
+        started = time.monotonic()
+        while True:
+            async with self._bounded():
+                taken = await conn.fetchval(
+                    "SELECT pg_try_advisory_lock($1, hashtext($2))", ADVISORY_NAMESPACE, self.schema
+                )
+            if taken:
+                break
+            waited_s = time.monotonic() - started
+            if waited_s >= self.settings.dataset_timeout_s:
+                raise LockTimeoutError(f"pgvector schema {self.schema}", waited_s)
+            await asyncio.sleep(LOCK_POLL_S)
         try:
             yield
         finally:
