@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import asyncpg
+from sqlalchemy.engine import make_url
 
 from migrator.constants import COLLECTION_NAME, VECTOR_VERSION_TABLE
 from migrator.errors import (
@@ -37,7 +38,7 @@ from migrator.errors import (
 from migrator.settings import Settings
 from migrator.vector import pgauth
 from migrator.vector.base import VersionedAdapter
-from migrator.vector.hosts import require_allowed
+from migrator.vector.hosts import is_loopback, require_allowed
 from migrator.vector.schema import VectorStep
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,8 @@ CREDENTIAL_QUERY = ("user", "password", "passfile")
 # Lowercase, unquoted-safe, within PostgreSQL's 63-byte identifier limit.
 IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 SCHEMA_PREFIX = "ds_"
+SYSTEM_SCHEMAS = frozenset({"public", "information_schema"})
+SYSTEM_SCHEMA_PREFIX = "pg_"
 # Advisory locks use the two-int4 form, a key space that never meets the relational lock's bigint.
 ADVISORY_NAMESPACE = 0x6D696772  # "migr"
 EXTENSION_LOCK_KEY = 1
@@ -159,14 +162,39 @@ def admit(address: ServerAddress, settings: Settings, *, dataset: str) -> str | 
     """Check ``address`` against VECTOR_DB_ALLOWED_HOSTS and VECTOR_DB_SSLMODE; the TLS mode
     to connect with. Raised errors name the dataset and the host, never a credential."""
     require_allowed(address.host, settings.vector_db_allowed_hosts, dataset=dataset)
+    if _is_control_plane(address, settings):
+        raise BadDatasetURLError(
+            f"dataset {dataset}: database {address.database!r} on {address.server_key} is the "
+            "control-plane database; a dataset needs a database of its own"
+        )
     try:
         return pgauth.ssl_mode_for(address.host, address.sslmode, settings.vector_db_sslmode)
     except InsecureAuthenticationError as exc:
         raise BadDatasetURLError(f"dataset {dataset}: {exc}") from None
 
 
+def _is_control_plane(address: ServerAddress, settings: Settings) -> bool:
+    if settings.is_sqlite:
+        return False
+    control = make_url(settings.database_url.get_secret_value())
+    if (control.database or "") != address.database or (control.port or DEFAULT_PORT) != (
+        address.port
+    ):
+        return False
+    control_host = control.host or str(control.query.get("host") or "localhost")
+    # 127.0.0.1, localhost and a unix socket on one machine are one server.
+    return control_host == address.host or (is_loopback(control_host) and is_loopback(address.host))
+
+
 def schema_for(dataset_id: str, connection_info: Any) -> str:
-    """The dataset's schema: the one its connection info names, else ``ds_`` + its id."""
+    """The dataset's schema: the one its connection info names, else ``ds_`` + its id.
+
+    A named schema is the migrator's own: never a system schema (``public``,
+    ``information_schema``, ``pg_*``) and never another dataset's ``ds_`` name."""
+    try:
+        derived = SCHEMA_PREFIX + uuid.UUID(dataset_id).hex
+    except ValueError:
+        derived = SCHEMA_PREFIX + dataset_id  # the single-user default engine, "default"
     named = (connection_info or {}).get("schema")
     if named is not None:
         if not isinstance(named, str) or not IDENTIFIER.fullmatch(named):
@@ -174,11 +202,17 @@ def schema_for(dataset_id: str, connection_info: Any) -> str:
                 f"connection_info schema {named!r} is not a plain lowercase identifier "
                 f"(letters, digits, underscore; at most 63)"
             )
+        if named in SYSTEM_SCHEMAS or named.startswith(SYSTEM_SCHEMA_PREFIX):
+            raise BadDatasetURLError(
+                f"dataset {dataset_id}: schema {named!r} is a system schema; the migrator "
+                "creates its tables only in schemas of its own"
+            )
+        if named.startswith(SCHEMA_PREFIX) and named != derived:
+            raise BadDatasetURLError(
+                f"dataset {dataset_id}: schema {named!r} is reserved for another dataset "
+                f"(names starting {SCHEMA_PREFIX!r} belong to the dataset of that id)"
+            )
         return named
-    try:
-        derived = SCHEMA_PREFIX + uuid.UUID(dataset_id).hex
-    except ValueError:
-        derived = SCHEMA_PREFIX + dataset_id  # the single-user default engine, "default"
     if not IDENTIFIER.fullmatch(derived):
         raise BadDatasetURLError(f"dataset id {dataset_id!r} gives no valid schema name")
     return derived
