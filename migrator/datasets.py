@@ -19,6 +19,7 @@ from migrator.errors import DatasetNotFoundError, UsageError
 from migrator.models import dataset_databases, datasets
 from migrator.records import utcnow
 from migrator.settings import Settings
+from migrator.stores import require_own_store
 from migrator.urls import obfuscate_url
 from migrator.vector.base import DatasetTarget
 from migrator.vector.registry import adapter_factory
@@ -90,9 +91,15 @@ async def add_dataset(
         url = f"{settings.vector_db_url.rstrip('/')}/{dataset_id}"
     normalise = getattr(adapter_cls, "normalise_url", None)
     url, server_key = normalise(url) if normalise else (url, "")
+    check = getattr(adapter_cls, "check_registration", None)
+    if check is not None:
+        check(url, settings, dataset=repr(name))
     now = utcnow()
     try:
         async with engine.begin() as conn:
+            await require_own_store(
+                conn, dataset=repr(name), dataset_id=None, provider=provider, url=url
+            )
             await conn.execute(
                 datasets.insert().values(id=dataset_id, name=name, owner=owner, created_at=now)
             )
@@ -265,6 +272,16 @@ async def load_target(bind: Bind, dataset_id: str) -> DatasetTarget:
                 .where(datasets.c.id == dataset_id)
             )
         ).first()
+        if row is not None:
+            named = (row.connection_info or {}).get("schema")
+            await require_own_store(
+                conn,
+                dataset=dataset_id,
+                dataset_id=dataset_id,
+                provider=row.vector_provider,
+                url=row.url,
+                schema=named if isinstance(named, str) else None,
+            )
     if row is None:
         raise DatasetNotFoundError(f"no dataset with id {dataset_id!r}")
     return DatasetTarget(

@@ -8,6 +8,7 @@ plane. Nothing here imports Celery.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -108,6 +109,16 @@ def _check_message(run_id: Any, message: dict[str, Any]) -> None:
             f"task message refused: fields must be: trigger one of {', '.join(RUN_TRIGGERS)}; "
             "ids as strings; verify a boolean"
         )
+    if not all(i is None or _is_uuid(i) for i in (run_id, message.get("retry_of"))):
+        raise MessageRefusedError("task message refused: run ids must be UUIDs")
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 async def select_datasets(

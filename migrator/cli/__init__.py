@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from migrator.db import query_timed_out
 from migrator.errors import EXIT_RELATIONAL_FAILED, EXIT_USAGE, MigratorError, UsageError
 from migrator.logging_setup import configure_logging
 from migrator.settings import Settings, get_settings
@@ -70,6 +71,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(exc, exc.exit_code, settings)
     except FileNotFoundError as exc:
         return _fail(exc, EXIT_RELATIONAL_FAILED, settings)
+    except TimeoutError as exc:
+        # Dataset statements are bounded inside their own handling; what reaches here is a
+        # control-plane query that outlived QUERY_TIMEOUT_S (asyncpg raises it bare).
+        log.debug("query timed out", exc_info=True)
+        if settings is None:
+            return _fail(exc, EXIT_RELATIONAL_FAILED, settings, with_class=True)
+        return _fail(query_timed_out(settings), EXIT_RELATIONAL_FAILED, settings)
     except KeyboardInterrupt:
         print("FAILED: interrupted", file=sys.stderr)
         return 130
