@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable
 from urllib.parse import unquote, urlsplit
 
@@ -42,12 +41,13 @@ def obfuscate_url(url: str) -> str:
 
 
 def escape_controls(text: str) -> str:
-    """Control characters (terminal escapes, NUL, newlines) as ``\\x1b``-style escapes."""
-    if all(unicodedata.category(c) not in ("Cc", "Cs") for c in text):
+    """Text safe to print on one line: control and other non-printing characters (terminal
+    escapes, NUL, newlines, bidi overrides) as ``\\x1b``-style escapes, so a name or URL planted
+    by hand cannot move a terminal's cursor or forge a log line."""
+    if text.isprintable():
         return text
     return "".join(
-        c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in ("Cc", "Cs") else c
-        for c in text
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
     )
 
 

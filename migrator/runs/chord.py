@@ -17,10 +17,10 @@ from migrator.runs.summary import (
     RunSummary,
     describe_error,
     log_summary,
-    printable_name,
 )
 from migrator.settings import Settings
 from migrator.states import DatasetStatus, RunStatus
+from migrator.urls import escape_controls
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ async def finish(
                 "Run %s: dataset=%s (%s) status=%s error=%s",
                 run_id,
                 outcome.dataset_id,
-                printable_name(outcome.name or "?"),
+                escape_controls(outcome.name or "?"),
                 outcome.status,
                 outcome.error,
             )
