@@ -168,12 +168,12 @@ class AttemptsExhaustedError(MigratorError):
     worker process running them was killed), so it is recorded failed instead of tried again."""
 
     def __init__(self, dataset_id: str, attempts: int) -> None:
+        self.dataset_id = dataset_id
+        self.attempts = attempts
         super().__init__(
             f"dataset {dataset_id}: {attempts} earlier attempt(s) started and never finished "
             "(worker process killed or lost); not trying again in this run"
         )
-        self.dataset_id = dataset_id
-        self.attempts = attempts
 
 
 class NoOutcomeError(MigratorError):
