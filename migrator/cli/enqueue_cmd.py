@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from migrator.cli.options import add_run_options
+from migrator.cli.options import add_run_options, rollout_from_args
 from migrator.cli.output import FULL_LISTING_MAX, Progress, print_json, print_summary
 from migrator.constants import (
     DEFAULT_WAIT_TIMEOUT_S,
@@ -72,7 +72,7 @@ def register(commands: Any) -> None:
         "--retry-failed",
         metavar="RUN_ID",
         default=None,
-        help="only the datasets that failed or never finished in that run",
+        help="only the datasets that failed, were deferred or never finished in that run",
     )
     parser.add_argument("--wait", action="store_true", help="wait for the run to finish")
     parser.add_argument(
@@ -105,6 +105,11 @@ def enqueue_command(args: argparse.Namespace, settings: Settings) -> int:
         args.dataset_ids = on_control_plane(
             settings, lambda engine: resolve_dataset_refs(engine, refs)
         )
+    canaries = args.canary_ids
+    if canaries and not all(as_uuid(ref) for ref in canaries):
+        args.canary_ids = on_control_plane(
+            settings, lambda engine: resolve_dataset_refs(engine, canaries)
+        )
     request = request_from_args(args)
     with open_locks(settings) as locks:
         data = on_control_plane(
@@ -127,6 +132,7 @@ def request_from_args(args: argparse.Namespace) -> RunRequest:
         dataset_ids=tuple(args.dataset_ids) if args.dataset_ids else None,
         verify=args.verify,
         retry_of=args.retry_failed,
+        rollout=rollout_from_args(args),
     )
 
 

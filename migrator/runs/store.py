@@ -303,13 +303,21 @@ async def close_open_row(engine: AsyncEngine, run_id: str, outcome: DatasetOutco
 
 
 async def defer_pending(
-    engine: AsyncEngine, run_id: str, reason: str, *, dataset_id: str | None = None
+    engine: AsyncEngine,
+    run_id: str,
+    reason: str,
+    *,
+    dataset_id: str | None = None,
+    after_stage: int | None = None,
 ) -> int:
     """Record ``deferred`` with ``reason`` on the run's rows that never started (one row with
-    ``dataset_id``); running ones finish. Returns how many rows it deferred."""
+    ``dataset_id``; those of stages after ``after_stage``); running ones finish. Returns how
+    many rows it deferred."""
     query = rows.update().where(rows.c.run_id == run_id, rows.c.status == DatasetStatus.PENDING)
     if dataset_id is not None:
         query = query.where(rows.c.dataset_id == dataset_id)
+    if after_stage is not None:
+        query = query.where(rows.c.stage > after_stage)
     now = utcnow()
     async with engine.begin() as conn:
         deferred = await conn.execute(
