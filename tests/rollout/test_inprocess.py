@@ -10,7 +10,7 @@ from migrator.runs.inprocess import run_startup_migrations
 from migrator.runs.rollout import Rollout, parse_share
 from migrator.settings import Settings
 from migrator.states import DatasetStatus, RunStatus
-from tests.rollout.conftest import Fleet
+from tests.support.broken_adapter import Fleet
 from tests.support.rows import run_rows
 
 FLEET_SIZE = 200
