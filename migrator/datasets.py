@@ -190,6 +190,31 @@ async def release_dataset(engine: AsyncEngine, id_or_name: str) -> DatasetRow:
     return row
 
 
+@dataclass(frozen=True)
+class PlannedDataset:
+    """What a plan shows of one dataset: where it lives (no URL) and its cached version."""
+
+    id: str
+    name: str
+    provider: str
+    server_key: str
+    cached_version: int
+
+
+async def planned_datasets(bind: Bind, dataset_ids: Sequence[str]) -> list[PlannedDataset]:
+    """The registry's view of ``dataset_ids``, in their order; one query over the registry."""
+    query = sa.select(
+        datasets.c.id,
+        datasets.c.name,
+        dataset_databases.c.vector_provider,
+        dataset_databases.c.server_key,
+        dataset_databases.c.vector_schema_version,
+    ).join(dataset_databases, dataset_databases.c.dataset_id == datasets.c.id)
+    async with connection(bind) as conn:
+        found = {row.id: PlannedDataset(*row) for row in await conn.execute(query)}
+    return [found[d] for d in dataset_ids if d in found]
+
+
 async def quarantined_ids(bind: Bind) -> list[str]:
     """Every quarantined dataset, by id."""
     async with connection(bind) as conn:

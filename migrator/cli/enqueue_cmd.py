@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrator.cli.options import add_run_options, rollout_from_args
 from migrator.cli.output import FULL_LISTING_MAX, Progress, print_json, print_summary
+from migrator.cli.plan_cmd import add_plan_options
 from migrator.constants import (
     DEFAULT_WAIT_TIMEOUT_S,
     RESULT_GRACE_S,
@@ -91,6 +92,12 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--requested-by", default=None, help="who asked, for the run record (default user@host)"
     )
+    parser.add_argument(
+        "--plan",
+        action="store_true",
+        help="only say what this run would do (as `migrator plan`); nothing is enqueued",
+    )
+    add_plan_options(parser)
     parser.set_defaults(handler=enqueue_command)
 
 
@@ -99,6 +106,10 @@ def enqueue_command(args: argparse.Namespace, settings: Settings) -> int:
     from migrator.datasets import as_uuid, resolve_dataset_refs
     from migrator.locks.redis import open_locks
 
+    if args.plan:
+        from migrator.cli.plan_cmd import plan_command
+
+        return plan_command(args, settings)
     refs = args.dataset_ids
     if refs and not all(as_uuid(ref) for ref in refs):
         # A task message carries ids only: names become ids here, from the control plane.

@@ -528,6 +528,25 @@ async def open_dataset_ids(engine: AsyncEngine, run_id: str) -> list[str]:
     return await dataset_ids_in(engine, run_id, OPEN_STATUSES)
 
 
+async def succeeded_durations_ms(
+    engine: AsyncEngine,
+) -> dict[tuple[int | None, int | None], tuple[float, int]]:
+    """Mean duration and count of earlier successful migrations, by version before and after
+    (what a plan's estimate is made of)."""
+    query = (
+        sa.select(
+            rows.c.version_before,
+            rows.c.version_after,
+            sa.func.avg(rows.c.duration_ms),
+            sa.func.count(),
+        )
+        .where(rows.c.status == DatasetStatus.SUCCEEDED, rows.c.duration_ms.is_not(None))
+        .group_by(rows.c.version_before, rows.c.version_after)
+    )
+    async with engine.connect() as conn:
+        return {(b, a): (float(avg or 0), int(n)) for b, a, avg, n in await conn.execute(query)}
+
+
 async def run_status(engine: AsyncEngine, run_id: str) -> RunStatus:
     """The run's recorded status; ``RunNotFoundError`` when it is not recorded."""
     async with engine.connect() as conn:
