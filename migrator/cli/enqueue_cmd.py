@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from migrator.cli.options import add_run_options, rollout_from_args
+from migrator.cli.options import add_run_options, check_retry_args, rollout_from_args
 from migrator.cli.output import FULL_LISTING_MAX, Progress, print_json, print_summary
 from migrator.cli.plan_cmd import add_plan_options
 from migrator.constants import (
@@ -132,8 +132,7 @@ def enqueue_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def request_from_args(args: argparse.Namespace) -> RunRequest:
-    if args.retry_failed and (args.dataset_ids or args.verify):
-        raise UsageError("--retry-failed takes the run's own selection; drop --dataset/--verify")
+    check_retry_args(args)
     if args.timeout_s <= 0:
         raise UsageError(f"--timeout must be positive, got {args.timeout_s:g}")
     return RunRequest(

@@ -62,6 +62,14 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def check_retry_args(args: argparse.Namespace) -> None:
+    """``--retry-failed`` takes the run's own selection: refuse a subset or --verify beside it."""
+    from migrator.errors import UsageError
+
+    if args.retry_failed and (args.dataset_ids or args.verify):
+        raise UsageError("--retry-failed takes the run's own selection; drop --dataset/--verify")
+
+
 def rollout_from_args(args: argparse.Namespace) -> Rollout:
     """The rollout the command line asks for; ``UsageError`` naming a bad value."""
     from migrator.errors import UsageError

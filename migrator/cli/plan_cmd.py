@@ -6,9 +6,9 @@ import argparse
 import uuid
 from typing import Any
 
-from migrator.cli.options import add_run_options, rollout_from_args
+from migrator.cli.options import add_run_options, check_retry_args, rollout_from_args
 from migrator.cli.output import print_json, print_table
-from migrator.errors import EXIT_OK, UsageError
+from migrator.errors import EXIT_OK
 from migrator.settings import Settings
 from migrator.states import Trigger
 
@@ -44,8 +44,7 @@ def plan_command(args: argparse.Namespace, settings: Settings) -> int:
     from migrator.runs.plan import preview_run
     from migrator.runs.request import RunRequest
 
-    if args.retry_failed and (args.dataset_ids or args.verify):
-        raise UsageError("--retry-failed takes the run's own selection; drop --dataset/--verify")
+    check_retry_args(args)
     request = RunRequest(
         run_id=str(uuid.uuid4()),
         trigger=Trigger(args.trigger),

@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from migrator.cli.options import add_run_options, rollout_from_args
+from migrator.cli.options import add_run_options, check_retry_args, rollout_from_args
 from migrator.cli.output import FULL_LISTING_MAX, Progress, print_json, print_summary
-from migrator.errors import UsageError, exit_code_for
+from migrator.errors import exit_code_for
 from migrator.runs.summary import RunSummary
 from migrator.settings import Settings
 
@@ -60,8 +60,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> RunSummary:
     from migrator.runs.inprocess import run_startup_migrations
 
     rollout = rollout_from_args(args)
-    if args.retry_failed and (args.dataset_ids or args.verify):
-        raise UsageError("--retry-failed takes the run's own selection; drop --dataset/--verify")
+    check_retry_args(args)
     progress = Progress("migrating", enabled=not args.no_progress)
     try:
         return await run_startup_migrations(

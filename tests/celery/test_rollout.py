@@ -72,3 +72,30 @@ def test_waves_follow_a_good_canary_on_the_workers(
     assert log.count("stage 0 passed; sending stage 1") == 1
     assert log.count("stage 2 passed; sending stage 3") == 1
     assert received(log, "tasks.finish_run") == 4
+
+
+def test_quarantine_and_release_on_the_workers(
+    celery_env: CeleryEnv, start_worker: type[ServiceProcess], cli: Cli, tmp_path: Path
+) -> None:
+    celery_env.configure(QUARANTINE_AFTER_RUNS=2)
+    bad = register_fleet(celery_env.settings, tmp_path / "fleet", 2, prefix="bad", fail=1)
+    down = register_fleet(celery_env.settings, tmp_path / "fleet", 1, prefix="down", outage=1)
+    start_worker(concurrency=WORKER_SLOTS)
+
+    for _ in range(2):
+        assert cli.run("enqueue", *WAIT).returncode == 2
+    check = cli.run("check", "--no-verify", "--json")
+
+    assert check.returncode == 2, check.stderr
+    assert json_out(check)["quarantined"] == bad.ids  # the outage's dataset is not there
+    third = json_out(cli.run("enqueue", *WAIT, "--json"))
+    assert set(run_rows(celery_env.settings, third["run_id"])) == set(down.ids)
+
+    name = bad.dirs[bad.ids[0]].name
+    released = cli.run("datasets", "release", name)
+    assert released.returncode == 0, released.stderr
+    bad.behave(celery_env.settings)
+    fourth = json_out(cli.run("enqueue", *WAIT, "--json"))
+    rows = run_rows(celery_env.settings, fourth["run_id"])
+    assert set(rows) == {bad.ids[0], *down.ids}
+    assert rows[bad.ids[0]]["status"] == "succeeded"
