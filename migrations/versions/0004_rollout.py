@@ -26,13 +26,22 @@ def _in(values: tuple[str, ...]) -> str:
     return f"status IN {values!r}"
 
 
-def _set_checks(runs: tuple[str, ...], rows: tuple[str, ...]) -> None:
-    with op.batch_alter_table("migration_runs") as batch:
-        batch.drop_constraint("ck_migration_runs_status", type_="check")
-        batch.create_check_constraint("ck_migration_runs_status", sa.text(_in(runs)))
-    with op.batch_alter_table("migration_run_datasets") as batch:
-        batch.drop_constraint("ck_migration_run_datasets_status", type_="check")
-        batch.create_check_constraint("ck_migration_run_datasets_status", sa.text(_in(rows)))
+def _set_checks(runs: tuple[str, ...], rows: tuple[str, ...], *, upgrading: bool) -> None:
+    """Replace both status checks. Up to 0003 the naming convention prefixed their names a
+    second time (``ck_migration_runs_ck_migration_runs_status``): a plain name finds them.
+    0004 writes them as spelled (``op.f``), and its downgrade finds them that way."""
+
+    def old(name: str) -> str:
+        return name if upgrading else op.f(name)
+
+    def new(name: str) -> str:
+        return op.f(name) if upgrading else name
+
+    for table, values in (("migration_runs", runs), ("migration_run_datasets", rows)):
+        name = f"ck_{table}_status"
+        with op.batch_alter_table(table) as batch:
+            batch.drop_constraint(old(name), type_="check")
+            batch.create_check_constraint(new(name), sa.text(_in(values)))
 
 
 def upgrade() -> None:
@@ -46,11 +55,11 @@ def upgrade() -> None:
         batch.add_column(sa.Column("stage", sa.Integer(), server_default="0", nullable=False))
     with op.batch_alter_table("migration_run_datasets") as batch:
         batch.add_column(sa.Column("stage", sa.Integer(), server_default="0", nullable=False))
-    _set_checks((*RUN_STATUSES, "halted"), (*ROW_STATUSES, "deferred"))
+    _set_checks((*RUN_STATUSES, "halted"), (*ROW_STATUSES, "deferred"), upgrading=True)
 
 
 def downgrade() -> None:
-    _set_checks(RUN_STATUSES, ROW_STATUSES)
+    _set_checks(RUN_STATUSES, ROW_STATUSES, upgrading=False)
     with op.batch_alter_table("migration_run_datasets") as batch:
         batch.drop_column("stage")
     with op.batch_alter_table("migration_runs") as batch:
