@@ -129,7 +129,10 @@ async def build_world(workload: str, count: int, socket_dir: str | None) -> Worl
         world.vector_dsn = f"postgresql://postgres@/{VECTOR_DB}?host={socket_dir}"
         provider, server_key, url_for = "pgvector", f"{socket_dir}:5432", lambda _: url
     elif workload == "steady":
-        template = await lancedb_template(settings)
+        root = Path(tempfile.mkdtemp(prefix="bench-lancedb-"))
+        world.env["VECTOR_STORE_ROOTS"] = str(root)  # the datasets live here, not VECTOR_DB_URL
+        settings = world.settings()
+        template = await lancedb_template(settings, root)
         world.lancedb_root = template.parent
         provider, server_key, version = "lancedb", "local", HEAD_VERSION
         url_for = lambda dataset_id: str(template.parent / dataset_id)  # noqa: E731
@@ -150,12 +153,11 @@ async def reset_world(world: World) -> None:
     redis.Redis.from_url(REDIS_URL).flushdb()
 
 
-async def lancedb_template(settings: Settings) -> Path:
+async def lancedb_template(settings: Settings, root: Path) -> Path:
     """One LanceDB directory migrated to head by the real adapter, to copy for every dataset."""
     from migrator.runs.dataset import migrate_target
     from migrator.vector.base import DatasetTarget
 
-    root = Path(tempfile.mkdtemp(prefix="bench-lancedb-"))
     target = DatasetTarget("template", "template", "lancedb", str(root / "template"))
     outcome = await migrate_target(target, settings)
     if outcome.status != "succeeded":

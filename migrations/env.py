@@ -72,7 +72,13 @@ def _run_sync(connection: Connection) -> None:
 async def run_migrations_online() -> None:
     url = _database_url()
     _ensure_sqlite_dir(url)
-    engine = create_async_engine(url, poolclass=pool.NullPool)
+    # Every statement of a revision is bounded by QUERY_TIMEOUT_S, so a control plane that stops
+    # answering fails the relational step instead of hanging it (no revision here is heavy).
+    timeout_s = get_settings().query_timeout_s
+    connect_args = (
+        {"command_timeout": timeout_s} if url.startswith("postgresql") else {"timeout": timeout_s}
+    )
+    engine = create_async_engine(url, poolclass=pool.NullPool, connect_args=connect_args)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run_sync)

@@ -24,6 +24,7 @@ from migrator.errors import DatasetNotFoundError, UsageError
 from migrator.models import dataset_databases, datasets
 from migrator.settings import Settings
 from migrator.states import DatasetState
+from migrator.stores import require_own_store
 from migrator.urls import obfuscate_url
 from migrator.vector.base import DatasetTarget
 from migrator.vector.registry import adapter_factory
@@ -94,9 +95,15 @@ async def add_dataset(
         url = f"{settings.vector_db_url.rstrip('/')}/{dataset_id}"
     normalise = getattr(adapter_cls, "normalise_url", None)
     url, server_key = normalise(url) if normalise else (url, "")
+    check = getattr(adapter_cls, "check_registration", None)
+    if check is not None:
+        check(url, settings, dataset=repr(name))
     now = utcnow()
     try:
         async with engine.begin() as conn:
+            await require_own_store(
+                conn, dataset=repr(name), dataset_id=None, provider=provider, url=url
+            )
             await conn.execute(
                 datasets.insert().values(id=dataset_id, name=name, owner=owner, created_at=now)
             )
@@ -332,8 +339,21 @@ def as_uuid(value: str) -> str | None:
 
 
 async def load_target(bind: Bind, dataset_id: str) -> DatasetTarget:
-    """Connection details for one dataset; ``DatasetNotFoundError`` when it is not registered."""
-    found = await load_targets(bind, dataset_databases.c.dataset_id == dataset_id)
+    """Connection details for one dataset; ``DatasetNotFoundError`` when it is not registered,
+    ``BadDatasetURLError`` when its store is another dataset's (a row planted by hand)."""
+    async with connection(bind) as conn:
+        found = await load_targets(conn, dataset_databases.c.dataset_id == dataset_id)
+        if found:
+            target = found[0].target
+            named = target.connection_info.get("schema")
+            await require_own_store(
+                conn,
+                dataset=dataset_id,
+                dataset_id=dataset_id,
+                provider=target.provider,
+                url=target.url,
+                schema=named if isinstance(named, str) else None,
+            )
     if not found:
         raise DatasetNotFoundError(f"no dataset with id {dataset_id!r}")
     return found[0].target

@@ -16,13 +16,12 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from migrator.constants import CONTROL_PLANE_RETRY_S, CONTROL_PLANE_TRIES
+from migrator.errors import QueryTimeoutError
 from migrator.settings import Settings
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-SQLITE_BUSY_TIMEOUT_S = 30.0
 
 
 def utcnow() -> datetime:
@@ -59,7 +58,8 @@ def make_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(
             url,
-            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S},
+            # How long a statement waits for another writer's lock before failing.
+            connect_args={"timeout": settings.query_timeout_s},
             **kwargs,
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
@@ -68,8 +68,27 @@ def make_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
         url,
         pool_size=settings.migration_concurrency,
         pool_pre_ping=True,
-        connect_args={"timeout": settings.connect_timeout_s},
+        # command_timeout: a control plane that stops answering fails the query, not the process.
+        connect_args={
+            "timeout": settings.connect_timeout_s,
+            "command_timeout": settings.query_timeout_s,
+        },
         **kwargs,
+    )
+
+
+def control_plane_name(settings: Settings) -> str:
+    """``host:port`` (or the SQLite file) of the control plane: names it without a password."""
+    url = make_url(settings.database_url.get_secret_value())
+    if settings.is_sqlite:
+        return f"SQLite {url.database}"
+    return f"{url.host or 'localhost'}:{url.port or 5432}"
+
+
+def query_timed_out(settings: Settings) -> QueryTimeoutError:
+    return QueryTimeoutError(
+        f"control plane {control_plane_name(settings)} did not answer within "
+        f"QUERY_TIMEOUT_S={settings.query_timeout_s:g}s"
     )
 
 

@@ -102,12 +102,36 @@ class BadDatasetURLError(MigratorError):
     exit_code = EXIT_USAGE
 
 
+class HostNotAllowedError(BadDatasetURLError):
+    """Raised when a dataset URL names a server outside VECTOR_DB_ALLOWED_HOSTS: the migrator
+    would send it its credentials, so it does not connect at all."""
+
+    def __init__(self, dataset: str, host: str) -> None:
+        super().__init__(
+            f"dataset {dataset}: host {host!r} is not in VECTOR_DB_ALLOWED_HOSTS; credentials "
+            "are sent only to listed servers (add the host or its network to that setting)"
+        )
+        self.dataset = dataset
+        self.host = host
+
+
+class InsecureAuthenticationError(MigratorError):
+    """Raised when a dataset server asks for the password in a form that reveals it (cleartext
+    or MD5), or when its TLS settings are weaker than VECTOR_DB_SSLMODE allows; nothing is
+    sent."""
+
+
 class VectorExtensionUnavailableError(MigratorError):
     """Raised when a PostgreSQL server cannot provide the ``vector`` extension."""
 
 
 class VectorDatabaseUnreachableError(MigratorError):
     """Raised when a dataset's vector database server cannot be reached or refuses the login."""
+
+
+class QueryTimeoutError(MigratorError):
+    """Raised when a database (control plane or dataset server) did not answer one statement
+    within QUERY_TIMEOUT_S; the message names the server."""
 
 
 class DatasetNotFoundError(MigratorError):
@@ -170,12 +194,12 @@ class AttemptsExhaustedError(MigratorError):
     worker process running them was killed), so it is recorded failed instead of tried again."""
 
     def __init__(self, dataset_id: str, attempts: int) -> None:
+        self.dataset_id = dataset_id
+        self.attempts = attempts
         super().__init__(
             f"dataset {dataset_id}: {attempts} earlier attempt(s) started and never finished "
             "(worker process killed or lost); not trying again in this run"
         )
-        self.dataset_id = dataset_id
-        self.attempts = attempts
 
 
 class NoOutcomeError(MigratorError):
@@ -204,6 +228,18 @@ class MessageRefusedError(MigratorError):
     """Raised when a task message carries anything but the ids and flags its task takes (a
     forged message, or one from an incompatible release); nothing is done for it. The message
     names fields, never their values (a forged one may carry a password)."""
+
+
+class RunStillReportingError(MigratorError):
+    """Raised when the chord's errback would finish a run whose subtasks may still report (a
+    dataset lock held by the run); the errback retries."""
+
+    def __init__(self, run_id: str, live: int, idle_s: float) -> None:
+        super().__init__(
+            f"run {run_id}: {live} subtask(s) still hold their dataset lock, last progress "
+            f"{idle_s:.0f}s ago; not finishing it yet"
+        )
+        self.run_id = run_id
 
 
 class WaitTimeoutError(MigratorError):

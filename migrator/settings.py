@@ -82,6 +82,26 @@ class Settings(BaseSettings):
     vector_db_password: SecretStr = Field(
         SecretStr(""), description="Password for pgvector dataset servers; never stored in rows."
     )
+    vector_db_allowed_hosts: str = Field(
+        "127.0.0.0/8,::1,localhost,unix",
+        description="Hosts, IPs, CIDR networks and 'unix' (socket directories) that dataset "
+        "credentials may be sent to, comma-separated.",
+    )
+    vector_db_sslmode: Literal["require", "verify-ca", "verify-full"] = Field(
+        "verify-full",
+        description="Least TLS mode for non-loopback pgvector servers; a URL may only ask more.",
+    )
+    vector_db_sslrootcert: Path | None = Field(
+        None, description="CA file for verify-ca/verify-full; empty: the system trust store."
+    )
+    vector_store_roots: str = Field(
+        "",
+        description="Directories LanceDB datasets may live under, comma-separated; empty: "
+        "VECTOR_DB_URL's root.",
+    )
+    query_timeout_s: float = Field(
+        30.0, gt=0, description="Bound on every control-plane query and light dataset statement."
+    )
 
     migration_concurrency: int = Field(8, ge=1, le=256, description="Datasets migrated at once.")
     per_server_concurrency: int = Field(
@@ -141,6 +161,19 @@ class Settings(BaseSettings):
     def _async_driver(cls, value: object) -> object:
         raw = value.get_secret_value() if isinstance(value, SecretStr) else value
         return absolute_sqlite_path(to_async_url(raw)) if isinstance(raw, str) else value
+
+    @field_validator("vector_db_allowed_hosts")
+    @classmethod
+    def _allowed_hosts(cls, value: str) -> str:
+        from migrator.vector.hosts import parse_allowed_hosts
+
+        parse_allowed_hosts(value)  # a bad entry is refused at start, naming it
+        return value
+
+    @field_validator("vector_db_sslrootcert", mode="before")
+    @classmethod
+    def _empty_path(cls, value: object) -> object:
+        return None if value == "" else value
 
     @property
     def is_sqlite(self) -> bool:

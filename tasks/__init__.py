@@ -26,6 +26,7 @@ from migrator.constants import (
     TASK_SCHEDULED_CHECK,
 )
 from migrator.db import utcnow
+from migrator.errors import RunStillReportingError
 from migrator.runs import chord as run_chord
 from migrator.runs import parent, subtask
 from migrator.runs.check import run_check
@@ -135,16 +136,25 @@ def finish_run(results: list[Any], run_id: str) -> dict[str, Any]:
 
 @app.task(
     name=TASK_FINISH_FAILED_CHORD,
+    bind=True,
     autoretry_for=BODY_RETRY_ERRORS,
     max_retries=BODY_MAX_RETRIES,
     retry_backoff=True,
 )
-def finish_failed_chord(run_id: str) -> dict[str, Any]:
-    """Errback of the chord body: a subtask died outside our handling (hard time limit), so
-    Celery failed the chord; finish the run from its records all the same."""
+def finish_failed_chord(self: Task[Any, Any], /, run_id: str) -> dict[str, Any]:
+    """Errback of the chord body: a subtask died outside our handling (hard time limit), or the
+    body refused to finish; finish the run from its records once no subtask can still report."""
     log.error("Run %s: the chord failed; finishing the run from its records.", run_id)
     rt = runtime()
-    summary = rt.run(run_chord.finish(rt.engine, rt.settings, rt.locks, run_id, None))
+    try:
+        summary = rt.run(run_chord.finish(rt.engine, rt.settings, rt.locks, run_id, None))
+    except RunStillReportingError as exc:
+        # A dead holder's lock lapses within one TTL; a live redelivered copy lives at most
+        # DATASET_TIME_LIMIT_S. Look again a few times per TTL until past both.
+        step_s = rt.settings.dataset_lock_ttl_s / 3
+        tries = int((rt.settings.dataset_time_limit_s + rt.settings.dataset_lock_ttl_s) // step_s)
+        log.warning("%s; trying again in %.1fs.", exc, step_s)
+        raise self.retry(exc=exc, countdown=step_s, max_retries=tries + 3) from None
     return summary_result(summary)
 
 

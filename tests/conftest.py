@@ -25,6 +25,8 @@ def make_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[.
         env = {
             "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'data' / 'control.db'}",
             "VECTOR_DB_URL": str(tmp_path / "data" / "vector"),
+            # Tests keep LanceDB folders anywhere under their own directory.
+            "VECTOR_STORE_ROOTS": str(tmp_path),
             "VECTOR_DIMENSION": "8",
             "LOG_LEVEL": "INFO",
         }

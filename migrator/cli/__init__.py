@@ -12,6 +12,7 @@ from typing import Any, NoReturn, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from migrator.db import query_timed_out
 from migrator.errors import (
     EXIT_RELATIONAL_FAILED,
     EXIT_USAGE,
@@ -71,6 +72,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(exc, exc.exit_code, settings)
     except FileNotFoundError as exc:
         return _fail(exc, EXIT_RELATIONAL_FAILED, settings)
+    except TimeoutError as exc:
+        # Dataset statements are bounded inside their own handling; what reaches here is a
+        # control-plane query that outlived QUERY_TIMEOUT_S (asyncpg raises it bare).
+        log.debug("query timed out", exc_info=True)
+        if settings is None:
+            return _fail(exc, EXIT_RELATIONAL_FAILED, settings, with_class=True)
+        return _fail(query_timed_out(settings), EXIT_RELATIONAL_FAILED, settings)
     except KeyboardInterrupt:
         print("FAILED: interrupted", file=sys.stderr)
         return 130

@@ -16,7 +16,8 @@ def register(commands: Any) -> None:
         help="report what is behind: control plane, pending and drifted datasets, stale runs",
         description="Run the scheduled check once in this process and report; nothing is "
         "migrated or enqueued (stale runs are marked failed, as the scheduled check does). "
-        "Needs Redis for the run lock. Exit 0 when nothing needs a run, 2 when something does.",
+        "Needs Redis for the run lock. Exit 0 when nothing needs a run, 2 when something does "
+        "or a dataset could not be read.",
     )
     verify = parser.add_mutually_exclusive_group()
     verify.add_argument(
@@ -64,4 +65,5 @@ def check_command(args: argparse.Namespace, settings: Settings) -> int:
             f"stale runs failed: {len(report.stale_runs)}; run in progress: "
             f"{report.run_in_progress or 'none'}"
         )
-    return EXIT_PARTIAL if report.needs_run else EXIT_OK
+    # An unreadable dataset is not "all well" even though no run would fix it.
+    return EXIT_PARTIAL if report.needs_run or report.unreadable else EXIT_OK

@@ -209,8 +209,11 @@ async def wait_for_run(
     while True:
         if _result_ready(result):
             data = await _result_data(engine, result, run_id)
-            _final_progress(progress, data)
-            return data
+            # A failed chord is ready before its errback finished the run (it waits for the
+            # subtasks' locks to lapse): the run's own record decides when the wait is over.
+            if data.get("status") != "running":
+                _final_progress(progress, data)
+                return data
         state = await _progress(engine, run_id)
         if state is not None:
             progress.update(state.done, state.total, state.failed)

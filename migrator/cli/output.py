@@ -7,8 +7,9 @@ import sys
 import time
 from typing import Any, TextIO
 
-from migrator.runs.summary import RunSummary, printable_name
+from migrator.runs.summary import RunSummary
 from migrator.states import DatasetStatus
+from migrator.urls import escape_controls
 
 MAX_FAILED_SHOWN = 20
 # JSON summaries list every outcome up to this many datasets, only the failed ones beyond.
@@ -57,9 +58,9 @@ def print_table(
     if not rows:
         print("(none)", file=out)
         return
-    # Escaped: a cell (a dataset name, an error) must not break the table or move the cursor.
+    # Names and URLs planted by hand may hold terminal escapes: shown escaped, never executed.
     cells = [
-        {c: "" if r.get(c) is None else printable_name(str(r[c])) for c in columns} for r in rows
+        {c: "" if r.get(c) is None else escape_controls(str(r[c])) for c in columns} for r in rows
     ]
     widths = {c: max(len(c), *(len(cell[c]) for cell in cells)) for c in columns}
     print("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip(), file=out)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from migrator.datasets import as_uuid
 from migrator.errors import MessageRefusedError
 from migrator.states import Trigger, sql_values
 
@@ -88,3 +89,5 @@ def _check_message(run_id: Any, message: dict[str, Any]) -> None:
             "task message refused: fields must be: trigger one of "
             f"{', '.join(sql_values(Trigger))}; ids as strings; verify a boolean"
         )
+    if not all(i is None or as_uuid(i) for i in (run_id, message.get("retry_of"))):
+        raise MessageRefusedError("task message refused: run ids must be UUIDs")

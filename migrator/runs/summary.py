@@ -16,7 +16,7 @@ from migrator.constants import (
 )
 from migrator.settings import Settings
 from migrator.states import DatasetStatus, RunStatus, finished_badly
-from migrator.urls import redact
+from migrator.urls import escape_controls, redact
 from migrator.vector.base import StepFailed
 
 log = logging.getLogger(__name__)
@@ -24,23 +24,14 @@ log = logging.getLogger(__name__)
 MAX_ERROR_CHARS = 400
 
 
-def printable_name(name: str) -> str:
-    """A dataset name safe to print on one line: control and other non-printing characters
-    escaped (a name written before names were validated, or edited into the database by hand,
-    must not move a terminal's cursor or forge a log line)."""
-    return "".join(
-        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in name
-    )
-
-
 def quoted_name(name: str | None) -> str:
     """The name as one quoted, escaped token, so a log line stays one greppable line."""
-    return f'"{printable_name(name)}"' if name is not None else "?"
+    return f'"{escape_controls(name)}"' if name is not None else "?"
 
 
 def dataset_label(dataset_id: str, name: str | None) -> str:
     """How a person sees a dataset: ``name (id)``, or the id alone when the name is unknown."""
-    return f"{printable_name(name)} ({dataset_id})" if name else dataset_id
+    return f"{escape_controls(name)} ({dataset_id})" if name else dataset_id
 
 
 def cut_name(name: str | None, max_chars: int) -> str | None:

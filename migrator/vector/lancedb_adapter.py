@@ -10,9 +10,10 @@ Two processes never migrate one directory at once: a lock file inside it is held
 from __future__ import annotations
 
 import logging
+import unicodedata
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import lancedb
@@ -21,7 +22,8 @@ import pyarrow as pa
 from migrator.constants import COLLECTION_NAME, VECTOR_VERSION_TABLE
 from migrator.errors import BadDatasetURLError
 from migrator.locks.relational import file_lock
-from migrator.urls import obfuscate_url
+from migrator.settings import Settings
+from migrator.urls import escape_controls, obfuscate_url
 from migrator.vector.base import VersionedAdapter
 from migrator.vector.schema import VectorStep
 
@@ -52,25 +54,60 @@ def collection_schema(dimension: int) -> pa.Schema:
     )
 
 
+def store_roots(settings: Settings) -> list[Path]:
+    """VECTOR_STORE_ROOTS' local directories (real paths), or VECTOR_DB_URL's root."""
+    listed = [r.strip() for r in settings.vector_store_roots.split(",") if r.strip()]
+    local = [r.removeprefix("file://") for r in listed if "://" not in r.removeprefix("file://")]
+    if not listed:
+        local = [settings.vector_db_url.removeprefix("file://")]
+    return [Path(r).expanduser().resolve() for r in local]
+
+
+def require_under_roots(path: Path, settings: Settings, *, dataset: str) -> None:
+    """Refuse a (resolved) dataset folder that is not strictly inside a store root."""
+    roots = store_roots(settings)
+    if not any(path != root and path.is_relative_to(root) for root in roots):
+        shown = ", ".join(str(r) for r in roots) or "(none)"
+        raise BadDatasetURLError(
+            f"dataset {dataset}: lancedb folder {escape_controls(str(path))} is outside "
+            f"VECTOR_STORE_ROOTS ({shown}); symlinks are followed before this check"
+        )
+
+
 class LanceDBAdapter(VersionedAdapter):
     provider = "lancedb"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.path = Path(self.normalise_url(self.target.url)[0])
+        # A folder planted in the table by hand meets the same rule as a registered one.
+        require_under_roots(self.path, self.settings, dataset=self.target.dataset_id)
         self._db: Any = None
 
     @classmethod
     def normalise_url(cls, url: str) -> tuple[str, str]:
         raw = url.removeprefix("file://")
-        if not raw or "\x00" in raw or "://" in raw:
+        if not raw or "://" in raw:
             raise BadDatasetURLError(
                 f"lancedb URL must be a local directory path, got {obfuscate_url(url)!r}"
             )
+        if any(unicodedata.category(c) == "Cc" for c in raw):
+            raise BadDatasetURLError(
+                f"lancedb path {obfuscate_url(raw)!r} contains control characters"
+            )
+        if ".." in PurePath(raw).parts:
+            raise BadDatasetURLError(
+                f"lancedb path {obfuscate_url(raw)!r} contains '..'; name the folder directly"
+            )
+        # resolve() follows every symlink: the real folder is what must lie under a root.
         path = Path(raw).expanduser().resolve()
         if path.exists() and not path.is_dir():
             raise BadDatasetURLError(f"lancedb path {path} exists and is not a directory")
         return str(path), "local"
+
+    @classmethod
+    def check_registration(cls, url: str, settings: Settings, *, dataset: str) -> None:
+        require_under_roots(Path(url), settings, dataset=dataset)
 
     async def connect(self) -> None:
         await self._connect()

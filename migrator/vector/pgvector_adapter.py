@@ -12,24 +12,34 @@ are added in place, and nothing is read into memory.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import asyncpg
+from sqlalchemy.engine import make_url
 
 from migrator.constants import COLLECTION_NAME, VECTOR_VERSION_TABLE
 from migrator.errors import (
     BadDatasetURLError,
+    InsecureAuthenticationError,
+    LockTimeoutError,
+    QueryTimeoutError,
     VectorDatabaseUnreachableError,
     VectorExtensionUnavailableError,
 )
+from migrator.settings import Settings
+from migrator.vector import pgauth
 from migrator.vector.base import VersionedAdapter
+from migrator.vector.hosts import is_loopback, require_allowed
+from migrator.vector.pgauth import SSL_MODES, SslMode
 from migrator.vector.schema import VectorStep
 
 log = logging.getLogger(__name__)
@@ -37,12 +47,12 @@ log = logging.getLogger(__name__)
 SCHEMES = ("postgresql", "postgres")
 DEFAULT_PORT = 5432
 ALLOWED_QUERY = ("host", "sslmode")
-SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
-SSL_MODES: tuple[SslMode, ...] = get_args(SslMode)
 CREDENTIAL_QUERY = ("user", "password", "passfile")
 # Lowercase, unquoted-safe, within PostgreSQL's 63-byte identifier limit.
 IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 SCHEMA_PREFIX = "ds_"
+SYSTEM_SCHEMAS = frozenset({"public", "information_schema"})
+SYSTEM_SCHEMA_PREFIX = "pg_"
 # Advisory locks use the two-int4 form, a key space that never meets the relational lock's bigint.
 ADVISORY_NAMESPACE = 0x6D696772  # "migr"
 EXTENSION_LOCK_KEY = 1
@@ -52,6 +62,9 @@ INSTALL_FIX = "install pgvector on that server, for example use the pgvector/pgv
 GRANT_FIX = "have a superuser run CREATE EXTENSION vector in that database once"
 INDEX_NAME = f"{COLLECTION_NAME}_embedding_hnsw"
 VECTOR_COLUMN = "embedding"
+# Steps that build an index: never bounded by QUERY_TIMEOUT_S.
+HEAVY_STEPS = frozenset({3})
+LOCK_POLL_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -148,8 +161,43 @@ def _sslmode(value: str | None) -> SslMode | None:
     raise BadDatasetURLError(f"pgvector URL sslmode must be one of {', '.join(SSL_MODES)}")
 
 
+def admit(address: ServerAddress, settings: Settings, *, dataset: str) -> SslMode | None:
+    """Check ``address`` against VECTOR_DB_ALLOWED_HOSTS and VECTOR_DB_SSLMODE; the TLS mode
+    to connect with. Raised errors name the dataset and the host, never a credential."""
+    require_allowed(address.host, settings.vector_db_allowed_hosts, dataset=dataset)
+    if _is_control_plane(address, settings):
+        raise BadDatasetURLError(
+            f"dataset {dataset}: database {address.database!r} on {address.server_key} is the "
+            "control-plane database; a dataset needs a database of its own"
+        )
+    try:
+        return pgauth.ssl_mode_for(address.host, address.sslmode, settings.vector_db_sslmode)
+    except InsecureAuthenticationError as exc:
+        raise BadDatasetURLError(f"dataset {dataset}: {exc}") from None
+
+
+def _is_control_plane(address: ServerAddress, settings: Settings) -> bool:
+    if settings.is_sqlite:
+        return False
+    control = make_url(settings.database_url.get_secret_value())
+    if (control.database or "") != address.database or (control.port or DEFAULT_PORT) != (
+        address.port
+    ):
+        return False
+    control_host = control.host or str(control.query.get("host") or "localhost")
+    # 127.0.0.1, localhost and a unix socket on one machine are one server.
+    return control_host == address.host or (is_loopback(control_host) and is_loopback(address.host))
+
+
 def schema_for(dataset_id: str, connection_info: Any) -> str:
-    """The dataset's schema: the one its connection info names, else ``ds_`` + its id."""
+    """The dataset's schema: the one its connection info names, else ``ds_`` + its id.
+
+    A named schema is the migrator's own: never a system schema (``public``,
+    ``information_schema``, ``pg_*``) and never another dataset's ``ds_`` name."""
+    try:
+        derived = SCHEMA_PREFIX + uuid.UUID(dataset_id).hex
+    except ValueError:
+        derived = SCHEMA_PREFIX + dataset_id  # the single-user default engine, "default"
     named = (connection_info or {}).get("schema")
     if named is not None:
         if not isinstance(named, str) or not IDENTIFIER.fullmatch(named):
@@ -157,11 +205,17 @@ def schema_for(dataset_id: str, connection_info: Any) -> str:
                 f"connection_info schema {named!r} is not a plain lowercase identifier "
                 f"(letters, digits, underscore; at most 63)"
             )
+        if named in SYSTEM_SCHEMAS or named.startswith(SYSTEM_SCHEMA_PREFIX):
+            raise BadDatasetURLError(
+                f"dataset {dataset_id}: schema {named!r} is a system schema; the migrator "
+                "creates its tables only in schemas of its own"
+            )
+        if named.startswith(SCHEMA_PREFIX) and named != derived:
+            raise BadDatasetURLError(
+                f"dataset {dataset_id}: schema {named!r} is reserved for another dataset "
+                f"(names starting {SCHEMA_PREFIX!r} belong to the dataset of that id)"
+            )
         return named
-    try:
-        derived = SCHEMA_PREFIX + uuid.UUID(dataset_id).hex
-    except ValueError:
-        derived = SCHEMA_PREFIX + dataset_id  # the single-user default engine, "default"
     if not IDENTIFIER.fullmatch(derived):
         raise BadDatasetURLError(f"dataset id {dataset_id!r} gives no valid schema name")
     return derived
@@ -179,6 +233,9 @@ class PgVectorAdapter(VersionedAdapter):
         super().__init__(*args, **kwargs)
         # Validate the stored row again: it may predate these rules or have been edited by hand.
         self.address = parse_url(self.target.url)
+        # A URL planted in the table by hand meets the same rules as a registered one, before
+        # any connection is attempted.
+        self.ssl_mode = admit(self.address, self.settings, dataset=self.target.dataset_id)
         self.schema = schema_for(self.target.dataset_id, self.target.connection_info)
         self._conn: asyncpg.Connection | None = None
 
@@ -186,6 +243,10 @@ class PgVectorAdapter(VersionedAdapter):
     def normalise_url(cls, url: str) -> tuple[str, str]:
         address = parse_url(url)
         return address.url(), address.server_key
+
+    @classmethod
+    def check_registration(cls, url: str, settings: Settings, *, dataset: str) -> None:
+        admit(parse_url(url), settings, dataset=dataset)
 
     def _qualified(self, table: str) -> str:
         return f"{quote_ident(self.schema)}.{quote_ident(table)}"
@@ -207,11 +268,19 @@ class PgVectorAdapter(VersionedAdapter):
                 database=self.address.database,
                 user=self.settings.vector_db_username,
                 password=password or None,
-                ssl=self.address.sslmode,
+                ssl=pgauth.ssl_argument(self.ssl_mode, self.settings.vector_db_sslrootcert),
                 timeout=self.settings.connect_timeout_s,
-                server_settings={"application_name": "dataset-migrator"},
+                # Every statement is light unless it says otherwise (index builds pass their own).
+                command_timeout=self.settings.query_timeout_s,
+                # This name is also what makes pgauth refuse cleartext and MD5 password requests.
+                server_settings={"application_name": pgauth.GUARDED_APPLICATION_NAME},
             )
-        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        except InsecureAuthenticationError as exc:
+            raise InsecureAuthenticationError(
+                f"pgvector server {self.address.server_key} database "
+                f"{self.address.database!r}: {exc}"
+            ) from None
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             detail = "timed out" if isinstance(exc, TimeoutError) else str(exc)
             raise VectorDatabaseUnreachableError(
                 f"cannot connect to pgvector server {self.address.server_key} database "
@@ -223,12 +292,20 @@ class PgVectorAdapter(VersionedAdapter):
     async def dataset_lock(self) -> AsyncIterator[None]:
         """A session advisory lock keyed on the schema; the server frees it if we die."""
         conn = await self._connection()
-        await conn.execute(
-            "SELECT pg_advisory_lock($1, hashtext($2))",
-            ADVISORY_NAMESPACE,
-            self.schema,
-            timeout=self.settings.dataset_timeout_s,
-        )
+        # Polled, not a blocking pg_advisory_lock: each try is a light statement under
+        # QUERY_TIMEOUT_S, so a server that stops answering is told from a lock held elsewhere.
+        started = time.monotonic()
+        while True:
+            async with self._bounded():
+                taken = await conn.fetchval(
+                    "SELECT pg_try_advisory_lock($1, hashtext($2))", ADVISORY_NAMESPACE, self.schema
+                )
+            if taken:
+                break
+            waited_s = time.monotonic() - started
+            if waited_s >= self.settings.dataset_timeout_s:
+                raise LockTimeoutError(f"pgvector schema {self.schema}", waited_s)
+            await asyncio.sleep(LOCK_POLL_S)
         try:
             yield
         finally:
@@ -244,27 +321,43 @@ class PgVectorAdapter(VersionedAdapter):
             conn.terminate()
             self._conn = None
 
+    @asynccontextmanager
+    async def _bounded(self) -> AsyncIterator[None]:
+        """Name the server when a statement outlives QUERY_TIMEOUT_S (asyncpg's command
+        timeout raises a bare TimeoutError)."""
+        try:
+            yield
+        except TimeoutError:
+            raise QueryTimeoutError(
+                f"pgvector server {self.address.server_key} database {self.address.database!r} "
+                f"did not answer within QUERY_TIMEOUT_S={self.settings.query_timeout_s:g}s"
+            ) from None
+
     async def read_version(self) -> int:
         conn = await self._connection()
         table = self._qualified(VECTOR_VERSION_TABLE)
-        if await conn.fetchval("SELECT to_regclass($1)", table) is None:
-            return 0
-        return int(await conn.fetchval(f"SELECT coalesce(max(version), 0) FROM {table}"))
+        async with self._bounded():
+            if await conn.fetchval("SELECT to_regclass($1)", table) is None:
+                return 0
+            return int(await conn.fetchval(f"SELECT coalesce(max(version), 0) FROM {table}"))
 
     async def apply_step(self, step: VectorStep) -> None:
         conn = await self._connection()
-        extension_schema = await self._ensure_extension(conn)
-        statements = self._step_sql(step, quote_ident(extension_schema))
-        async with conn.transaction():
-            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.schema)}")
-            await conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {self._qualified(VECTOR_VERSION_TABLE)} ("
-                "version integer PRIMARY KEY, name text NOT NULL, "
-                "applied_at timestamptz NOT NULL DEFAULT now())"
-            )
-            for statement in statements:
-                await conn.execute(statement)
-            await self._record(step)
+        async with self._bounded():
+            extension_schema = await self._ensure_extension(conn)
+            statements = self._step_sql(step, quote_ident(extension_schema))
+            # An index build is heavy: it runs under the dataset's own limit, not QUERY_TIMEOUT_S.
+            heavy_s = self.settings.dataset_timeout_s if step.version in HEAVY_STEPS else None
+            async with conn.transaction():
+                await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.schema)}")
+                await conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {self._qualified(VECTOR_VERSION_TABLE)} ("
+                    "version integer PRIMARY KEY, name text NOT NULL, "
+                    "applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+                for statement in statements:
+                    await conn.execute(statement, timeout=heavy_s)
+                await self._record(step)
 
     def _step_sql(self, step: VectorStep, vector_schema: str) -> list[str]:
         """The DDL of one step. Every statement is IF NOT EXISTS: re-running changes nothing."""

@@ -138,6 +138,7 @@ class World:
             "REDIS_URL": redis_server.url(),
             "VECTOR_DB_PASSWORD": vector_cluster.password,
             "VECTOR_DB_URL": str(root / "lance"),
+            "VECTOR_STORE_ROOTS": str(root / "lance"),
             "FAULTS_MARKS": str(root / "marks"),
         }
         (root / "marks").mkdir()

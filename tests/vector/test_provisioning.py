@@ -58,8 +58,9 @@ def test_an_unknown_provider_is_refused(control: Settings) -> None:
 
 
 def test_the_url_is_stored_normalised_with_its_server_key(control: Settings) -> None:
+    allowed = control.model_copy(update={"vector_db_allowed_hosts": "db.example"})
     row = asyncio.run(
-        _add(control, name="v", provider="pgvector", url="postgres://DB.example/vectors")
+        _add(allowed, name="v", provider="pgvector", url="postgres://DB.example/vectors")
     )
     stored = asyncio.run(cached(control, row.id))  # type: ignore[attr-defined]
     assert (stored["url"], stored["server_key"], stored["connection_info"]) == (
