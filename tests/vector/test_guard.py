@@ -97,7 +97,7 @@ def test_min_revision_passes_anything_at_or_past_it(settings: Settings) -> None:
 
     asyncio.run(require_current(dataset_id, FIRST, settings=settings))
     asyncio.run(require_current(dataset_id, "0002_add_created_at_and_deleted", settings=settings))
-    with pytest.raises(DatasetBehindError, match="or later is required$"):
+    with pytest.raises(DatasetBehindError, match=r"or later is required$"):
         asyncio.run(require_current(dataset_id, HEAD, settings=settings))
     with pytest.raises(UnknownRevisionError, match="no_such_revision"):
         asyncio.run(require_current(dataset_id, "no_such_revision", settings=settings))
