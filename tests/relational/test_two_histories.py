@@ -27,6 +27,7 @@ from migrator.settings import Settings
 from tests.support.app_alembic import write_app_project
 from tests.support.environment import PROJECT_ROOT
 from tests.support.migrations import control_plane_head, copy_migrations
+from tests.support.processes import popen_migrator
 
 HEAD = control_plane_head()
 BACKENDS = ["sqlite", "postgres"]
@@ -41,6 +42,25 @@ def _settings(
     if backend == "postgres":
         overrides["database_url"] = pg_database()
     return make_settings(**overrides)
+
+
+@pytest.fixture(params=BACKENDS)
+def with_app(
+    request: pytest.FixtureRequest,
+    make_settings: Callable[..., Settings],
+    pg_database: Callable[[], str],
+    tmp_path: Path,
+) -> Callable[..., tuple[Settings, Path]]:
+    """Factory: settings on SQLite, then on PostgreSQL, with APP_ALEMBIC_CONFIG naming a new
+    application project (``extra_body``: its second revision); returns them and its ini."""
+
+    def make(extra_body: str | None = None) -> tuple[Settings, Path]:
+        app_ini = write_app_project(tmp_path / "app", extra_body=extra_body)
+        return _settings(
+            request.param, make_settings, pg_database, app_alembic_config=app_ini
+        ), app_ini
+
+    return make
 
 
 def _versions(settings: Settings, table: str) -> list[str] | None:
@@ -78,15 +98,10 @@ def _legacy_migrations(root: Path) -> Path:
     return ini
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_fresh_control_plane_gets_both_histories_each_in_its_own_table(
-    backend: str,
-    make_settings: Callable[..., Settings],
-    pg_database: Callable[[], str],
-    tmp_path: Path,
+    with_app: Callable[..., tuple[Settings, Path]],
 ) -> None:
-    app_ini = write_app_project(tmp_path / "app")
-    settings = _settings(backend, make_settings, pg_database, app_alembic_config=app_ini)
+    settings, _app_ini = with_app()
 
     result = asyncio.run(upgrade_to_head(settings))
 
@@ -140,17 +155,12 @@ def test_todays_control_plane_is_carried_over_with_its_data(
     assert asyncio.run(names()) == ["kept"]
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_an_applications_own_alembic_version_is_never_taken_for_ours(
-    backend: str,
-    make_settings: Callable[..., Settings],
-    pg_database: Callable[[], str],
-    tmp_path: Path,
+    with_app: Callable[..., tuple[Settings, Path]], tmp_path: Path
 ) -> None:
     """The application's revision "0001" has the id of the migrator's first; without the
     migrator's tables beside it, it stays the application's."""
-    app_ini = write_app_project(tmp_path / "app")
-    settings = _settings(backend, make_settings, pg_database, app_alembic_config=app_ini)
+    settings, app_ini = with_app()
     env = {**os.environ, "DATABASE_URL": settings.database_url.get_secret_value()}
     (tmp_path / "data").mkdir(exist_ok=True)  # the SQLite file's folder, for the app's env.py
     done = subprocess.run(
@@ -213,15 +223,10 @@ def test_a_missing_application_project_is_named_before_anything_runs(
     assert _tables(settings) == set()
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_alembic_on_either_config_sees_only_its_own_tables(
-    backend: str,
-    make_settings: Callable[..., Settings],
-    pg_database: Callable[[], str],
-    tmp_path: Path,
+    with_app: Callable[..., tuple[Settings, Path]],
 ) -> None:
-    app_ini = write_app_project(tmp_path / "app")
-    settings = _settings(backend, make_settings, pg_database, app_alembic_config=app_ini)
+    settings, app_ini = with_app()
     asyncio.run(upgrade_to_head(settings))
     env = {**os.environ, "DATABASE_URL": settings.database_url.get_secret_value()}
 
@@ -244,24 +249,13 @@ def test_alembic_on_either_config_sees_only_its_own_tables(
     assert "0001 (head)" in alembic(app_ini, "current")
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_concurrent_upgrades_of_both_histories_apply_once_under_one_lock(
-    backend: str,
-    make_settings: Callable[..., Settings],
-    pg_database: Callable[[], str],
-    tmp_path: Path,
+    with_app: Callable[..., tuple[Settings, Path]], tmp_path: Path
 ) -> None:
-    app_ini = write_app_project(tmp_path / "app", extra_body="time.sleep(2.0)")
-    settings = _settings(backend, make_settings, pg_database, app_alembic_config=app_ini)
+    settings, _app_ini = with_app(extra_body="time.sleep(2.0)")
 
     def start() -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "migrator.cli", "run", "--no-progress", "--json"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=dict(os.environ),
-        )
+        return popen_migrator("run", "--no-progress", "--json", env=os.environ, cwd=tmp_path)
 
     first, second = start(), start()
     results = [p.communicate(timeout=120) for p in (first, second)]
