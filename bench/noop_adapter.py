@@ -6,27 +6,19 @@ directory on the path), exactly as a third-party adapter would be.
 
 from __future__ import annotations
 
-from typing import Any
-
 from migrator.vector.base import MigrationSteps
 from migrator.vector.schema import HEAD_VERSION
+from tests.support.fake_adapter import FakeAdapter
 
 
-class NoopAdapter:
+class NoopAdapter(FakeAdapter):
+    """Every dataset is at head already; a migration records nothing."""
+
     provider = "bench-noop"
-
-    def __init__(self, target: Any, settings: Any) -> None:
-        self.target = target
-
-    @classmethod
-    def normalise_url(cls, url: str) -> tuple[str, str]:
-        return url, "noop"
+    server_key = "noop"
 
     async def read_version(self) -> int:
         return HEAD_VERSION
 
     async def run_migrations(self) -> MigrationSteps:
         return MigrationSteps(0, HEAD_VERSION, ())
-
-    async def close(self) -> None:
-        return None

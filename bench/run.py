@@ -38,14 +38,15 @@ import redis
 from bench import provision
 from bench.entrypoint import install_noop_entry_point
 from bench.metrics import RedisSampler, TreeRssSampler
-from migrator import records
-from migrator.dataset_job import migrate_dataset
-from migrator.datasets import select_pending
 from migrator.db import control_plane
 from migrator.relational import upgrade_to_head
-from migrator.runner import run_startup_migrations
+from migrator.runs import store
+from migrator.runs.dataset import migrate_registered
+from migrator.runs.inprocess import run_startup_migrations
+from migrator.runs.selection import select_pending
 from migrator.settings import Settings, get_settings
 from migrator.vector.schema import HEAD_VERSION
+from tests.support.processes import run_migrator, worker_command
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_MD = ROOT / "bench" / "RESULTS.md"
@@ -154,7 +155,7 @@ async def reset_world(world: World) -> None:
 
 async def lancedb_template(settings: Settings, root: Path) -> Path:
     """One LanceDB directory migrated to head by the real adapter, to copy for every dataset."""
-    from migrator.dataset_job import migrate_target
+    from migrator.runs.dataset import migrate_target
     from migrator.vector.base import DatasetTarget
 
     target = DatasetTarget("template", "template", "lancedb", str(root / "template"))
@@ -181,17 +182,17 @@ async def sequential_loop(settings: Settings, *, open_every_dataset: bool) -> di
     """
     relational = await upgrade_to_head(settings)
     async with control_plane(settings) as engine:
-        run_id = await records.create_run(
+        run_id = await store.create_run(
             engine,
             trigger="admin",
             relational_before=relational.before,
             relational_after=relational.after,
         )
         pending = await select_pending(engine, verify=open_every_dataset)
-        await records.add_run_datasets(engine, run_id, pending)
+        await store.add_run_datasets(engine, run_id, pending)
         for dataset_id in pending:
-            await migrate_dataset(engine, settings, run_id, dataset_id)
-        summary = await records.finish_run(engine, run_id)
+            await migrate_registered(engine, settings, run_id, dataset_id)
+        summary = await store.close_run(engine, run_id)
     return {"status": summary.status, "succeeded": summary.counts.get("succeeded", 0)}
 
 
@@ -202,15 +203,12 @@ async def in_process(settings: Settings) -> dict[str, Any]:
 
 async def scheduled_check(settings: Settings, *, verify: bool) -> dict[str, Any]:
     """The scheduled check's reading, as beat runs it: the control-plane pass, or both passes."""
-    from migrator.check import inspect
-    from migrator.runlock import Locks
+    from migrator.locks.redis import open_locks
+    from migrator.runs.check import inspect
 
-    locks = Locks.from_settings(settings)
-    try:
+    with open_locks(settings) as locks:
         async with control_plane(settings) as engine:
             report = await inspect(engine, settings, locks, verify=verify)
-    finally:
-        locks.close()
     found = len(report.pending) + len(report.drifted) + len(report.unreadable)
     return {
         "status": f"{len(report.pending)} pending/{len(report.drifted)} drifted",
@@ -233,21 +231,7 @@ def warm_up(world: World) -> None:
 
 @contextmanager
 def celery_worker(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    command = [
-        str(Path(sys.executable).parent / "celery"),
-        "-A",
-        "worker",
-        "worker",
-        "-P",
-        "prefork",
-        "-c",
-        str(WORKER_CONCURRENCY),
-        "--loglevel",
-        "WARNING",
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-    ]
+    command = worker_command(concurrency=WORKER_CONCURRENCY, loglevel="WARNING", hostname=None)
     process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env})
     try:
         _wait_for_worker(env)
@@ -275,14 +259,11 @@ def _wait_for_worker(env: dict[str, str]) -> None:
 
 
 def enqueue_and_wait(env: dict[str, str]) -> dict[str, Any]:
-    migrator = str(Path(sys.executable).parent / "migrator")
-    done = subprocess.run(
-        [migrator, "enqueue", "--trigger", "deploy", "--wait", "--json", "--timeout", "3600"],
-        cwd=ROOT,
+    done = run_migrator(
+        *("enqueue", "--trigger", "deploy", "--wait", "--json", "--timeout", "3600"),
         env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        check=False,
+        cwd=ROOT,
+        timeout_s=None,
     )
     if done.returncode not in (0, 2):
         raise RuntimeError(f"migrator enqueue exited {done.returncode}: {done.stderr[-2000:]}")

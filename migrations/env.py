@@ -1,7 +1,7 @@
 """Alembic environment: async engine for sqlite+aiosqlite and postgresql+asyncpg.
 
-The URL is read from the environment through ``migrator.settings`` (or handed in by the runner as
-``sqlalchemy.url`` in the config attributes), never stored in alembic.ini.
+The URL is read from ``DATABASE_URL`` through ``migrator.settings`` (the runner hands it to the
+Alembic child process in that variable), never stored in alembic.ini.
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ if config.config_file_name and config.attributes.get("configure_logger", True):
 
 
 def _database_url() -> str:
-    url = config.attributes.get("database_url") or get_settings().database_url.get_secret_value()
-    return to_async_url(url)
+    return to_async_url(get_settings().database_url.get_secret_value())
 
 
 def _ensure_sqlite_dir(url: str) -> None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from migrator.errors import MigrationError, MigratorError
-from migrator.runner import run_startup_migrations
-from migrator.summary import DatasetOutcome, RunSummary
+from migrator.runs.inprocess import run_startup_migrations
+from migrator.runs.summary import DatasetOutcome, RunSummary
 
 __all__ = [
     "DatasetOutcome",

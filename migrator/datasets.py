@@ -1,4 +1,9 @@
-"""The dataset registry in the control plane: provision, list, remove, and pick what needs work."""
+"""The dataset registry: the one writer of ``datasets`` and ``dataset_databases``.
+
+Provision, list, find and remove datasets; read where each one lives; and keep the control
+plane's cache of each dataset's vector schema (``update_cache``, called inside the run store's
+transaction). Which datasets a run takes is ``migrator.runs.selection``'s business.
+"""
 
 from __future__ import annotations
 
@@ -11,19 +16,18 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from migrator.constants import DEFAULT_ENGINE_ID
-from migrator.db import Bind, connection
+from migrator.db import Bind, connection, utcnow
 from migrator.errors import DatasetNotFoundError, UsageError
 from migrator.models import dataset_databases, datasets
-from migrator.records import utcnow
 from migrator.settings import Settings
+from migrator.states import DatasetState
 from migrator.stores import require_own_store
 from migrator.urls import obfuscate_url
 from migrator.vector.base import DatasetTarget
 from migrator.vector.registry import adapter_factory
-from migrator.vector.schema import HEAD_VERSION
 
 MAX_NAME_CHARS = 255
 ID_BATCH = 500
@@ -79,7 +83,7 @@ async def add_dataset(
     provider: str,
     url: str | None = None,
     owner: str = "admin",
-    state: str = "active",
+    state: DatasetState = DatasetState.ACTIVE,
 ) -> DatasetRow:
     """Register a dataset and where its vector database lives. No credential is stored."""
     name = validate_name(name)
@@ -133,9 +137,13 @@ def _select_rows() -> sa.Select[Any]:
     ).join(dataset_databases, dataset_databases.c.dataset_id == datasets.c.id)
 
 
-async def list_datasets(engine: AsyncEngine) -> list[DatasetRow]:
+async def list_datasets(
+    engine: AsyncEngine, where: sa.ColumnElement[bool] | None = None
+) -> list[DatasetRow]:
+    """Every dataset (or those ``where`` selects), oldest first."""
+    query = _select_rows() if where is None else _select_rows().where(where)
     async with engine.connect() as conn:
-        rows = await conn.execute(_select_rows().order_by(datasets.c.created_at, datasets.c.name))
+        rows = await conn.execute(query.order_by(datasets.c.created_at, datasets.c.name))
         return [DatasetRow(**row._mapping) for row in rows]
 
 
@@ -171,37 +179,98 @@ async def count_datasets(engine: AsyncEngine) -> int:
         )
 
 
-async def select_pending(
-    engine: AsyncEngine, *, dataset_ids: Sequence[str] | None = None, verify: bool = False
-) -> list[str]:
-    """Active datasets whose cached version is behind head; with ``verify``, every active one.
-
-    ``dataset_ids`` narrows the choice; an id that is not registered is an error, not a skip.
-    """
-    query = sa.select(dataset_databases.c.dataset_id).where(dataset_databases.c.state == "active")
-    if not verify and dataset_ids is None:
-        query = query.where(dataset_databases.c.vector_schema_version < HEAD_VERSION)
-    async with engine.connect() as conn:
-        if dataset_ids is None:
-            return list((await conn.scalars(query.order_by(dataset_databases.c.dataset_id))).all())
-        wanted = await resolve_dataset_refs(conn, dataset_ids)
-        found: set[str] = set()
+async def registered_ids(bind: Bind, dataset_ids: Sequence[str]) -> list[str]:
+    """``dataset_ids`` that are registered, in the given order, each once; an id that is not a
+    UUID is a ``UsageError``."""
+    wanted = list(dict.fromkeys(validate_dataset_id(d) for d in dataset_ids))
+    found: set[str] = set()
+    async with connection(bind) as conn:
         for start in range(0, len(wanted), ID_BATCH):
-            batch = wanted[start : start + ID_BATCH]
             found.update(
                 await conn.scalars(
                     sa.select(dataset_databases.c.dataset_id).where(
-                        dataset_databases.c.dataset_id.in_(batch)
+                        dataset_databases.c.dataset_id.in_(wanted[start : start + ID_BATCH])
                     )
                 )
             )
-    missing = [d for d in wanted if d not in found]
-    if missing:
-        shown = ", ".join(missing[:5]) + (
-            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+    return [d for d in wanted if d in found]
+
+
+async def server_key_of(bind: Bind, dataset_id: str) -> str | None:
+    """The server a registered dataset lives on; None when unknown or not registered."""
+    async with connection(bind) as conn:
+        key = await conn.scalar(
+            sa.select(dataset_databases.c.server_key).where(
+                dataset_databases.c.dataset_id == dataset_id
+            )
         )
-        raise DatasetNotFoundError(f"unknown dataset id(s): {shown}")
-    return wanted
+    return key or None
+
+
+async def server_keys(engine: AsyncEngine) -> dict[str, str]:
+    """The server of every registered dataset, by dataset id."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(dataset_databases.c.dataset_id, dataset_databases.c.server_key)
+        )
+        return {dataset_id: key for dataset_id, key in rows}
+
+
+async def update_cache(
+    conn: AsyncConnection,
+    dataset_id: str,
+    *,
+    error: str | None,
+    version_after: int | None = None,
+    migrated_at: datetime | None = None,
+) -> None:
+    """Refresh what the control plane caches of a dataset after a migration attempt, inside
+    the caller's transaction: its last error, and its version and time when known."""
+    cache: dict[str, Any] = {"last_error": error}
+    if version_after is not None:
+        cache["vector_schema_version"] = version_after
+    if migrated_at is not None:
+        cache["last_migrated_at"] = migrated_at
+    await conn.execute(
+        dataset_databases.update()
+        .where(dataset_databases.c.dataset_id == dataset_id)
+        .values(**cache)
+    )
+
+
+@dataclass(frozen=True)
+class CachedTarget:
+    """Where a dataset lives, and the vector schema version the control plane caches for it."""
+
+    target: DatasetTarget
+    cached_version: int
+
+
+async def load_targets(bind: Bind, where: sa.ColumnElement[bool]) -> list[CachedTarget]:
+    """Connection details of the datasets ``where`` selects, by id, read from the control plane
+    (never from a message)."""
+    query = (
+        sa.select(
+            dataset_databases.c.dataset_id,
+            datasets.c.name,
+            dataset_databases.c.vector_provider,
+            dataset_databases.c.url,
+            dataset_databases.c.connection_info,
+            dataset_databases.c.vector_schema_version,
+        )
+        .join(datasets, datasets.c.id == dataset_databases.c.dataset_id)
+        .where(where)
+        .order_by(dataset_databases.c.dataset_id)
+    )
+    async with connection(bind) as conn:
+        rows = (await conn.execute(query)).all()
+    return [
+        CachedTarget(
+            DatasetTarget(r.dataset_id, r.name, r.vector_provider, r.url, r.connection_info or {}),
+            r.vector_schema_version,
+        )
+        for r in rows
+    ]
 
 
 async def resolve_dataset_refs(bind: Bind, refs: Sequence[str]) -> list[str]:
@@ -215,7 +284,7 @@ async def resolve_dataset_refs(bind: Bind, refs: Sequence[str]) -> list[str]:
     async with connection(bind) as conn:
         for start in range(0, len(unique), ID_BATCH):
             batch = unique[start : start + ID_BATCH]
-            uuids = {_as_uuid(ref): ref for ref in batch if _as_uuid(ref)}
+            uuids = {as_uuid(ref): ref for ref in batch if as_uuid(ref)}
             rows = await conn.execute(
                 sa.select(datasets.c.id, datasets.c.name).where(
                     sa.or_(datasets.c.name.in_(batch), datasets.c.id.in_(list(uuids)))
@@ -233,23 +302,35 @@ async def resolve_dataset_refs(bind: Bind, refs: Sequence[str]) -> list[str]:
                 f"name of dataset {by_name[ref]}; rename that one to select either"
             )
     matches = {ref: by_id.get(ref) or by_name.get(ref) for ref in unique}
-    unknown = [ref for ref, found in matches.items() if not found and not _as_uuid(ref)]
+    unknown = [ref for ref, found in matches.items() if not found and not as_uuid(ref)]
     if unknown:
         shown = ", ".join(repr(r) for r in unknown[:5]) + (
             f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
         )
         raise DatasetNotFoundError(f"no dataset with id or name {shown}")
-    ids = [matches[ref] or _as_uuid(ref) for ref in unique]
+    ids = [matches[ref] or as_uuid(ref) for ref in unique]
     return list(dict.fromkeys(i for i in ids if i))
 
 
 async def dataset_name(bind: Bind, dataset_id: str) -> str | None:
+    """The dataset's name; None when it is not registered."""
     async with connection(bind) as conn:
         name = await conn.scalar(sa.select(datasets.c.name).where(datasets.c.id == dataset_id))
     return str(name) if name is not None else None
 
 
-def _as_uuid(value: str) -> str | None:
+async def dataset_names(bind: Bind, ids: set[str]) -> dict[str, str]:
+    """The names of the datasets ``ids`` names, by id (a removed one is left out)."""
+    if not ids:
+        return {}
+    async with connection(bind) as conn:
+        rows = await conn.execute(
+            sa.select(datasets.c.id, datasets.c.name).where(datasets.c.id.in_(sorted(ids)))
+        )
+        return {row.id: row.name for row in rows}
+
+
+def as_uuid(value: str) -> str | None:
     """The canonical id a value spells, or None when it is no UUID (then it can be a name)."""
     try:
         return str(uuid.UUID(value))
@@ -258,35 +339,24 @@ def _as_uuid(value: str) -> str | None:
 
 
 async def load_target(bind: Bind, dataset_id: str) -> DatasetTarget:
-    """Connection details for one dataset, read from the control plane (never from a message)."""
+    """Connection details for one dataset; ``DatasetNotFoundError`` when it is not registered,
+    ``BadDatasetURLError`` when its store is another dataset's (a row planted by hand)."""
     async with connection(bind) as conn:
-        row = (
-            await conn.execute(
-                sa.select(
-                    datasets.c.name,
-                    dataset_databases.c.vector_provider,
-                    dataset_databases.c.url,
-                    dataset_databases.c.connection_info,
-                )
-                .join(dataset_databases, dataset_databases.c.dataset_id == datasets.c.id)
-                .where(datasets.c.id == dataset_id)
-            )
-        ).first()
-        if row is not None:
-            named = (row.connection_info or {}).get("schema")
+        found = await load_targets(conn, dataset_databases.c.dataset_id == dataset_id)
+        if found:
+            target = found[0].target
+            named = target.connection_info.get("schema")
             await require_own_store(
                 conn,
                 dataset=dataset_id,
                 dataset_id=dataset_id,
-                provider=row.vector_provider,
-                url=row.url,
+                provider=target.provider,
+                url=target.url,
                 schema=named if isinstance(named, str) else None,
             )
-    if row is None:
+    if not found:
         raise DatasetNotFoundError(f"no dataset with id {dataset_id!r}")
-    return DatasetTarget(
-        dataset_id, row.name, row.vector_provider, row.url, row.connection_info or {}
-    )
+    return found[0].target
 
 
 def default_engine_target(settings: Settings) -> DatasetTarget:

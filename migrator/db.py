@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,6 +22,22 @@ from migrator.settings import Settings
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+def utcnow() -> datetime:
+    """Now, in UTC, as every control-plane timestamp is stored."""
+    return datetime.now(UTC)
+
+
+def aware(value: datetime) -> datetime:
+    """A timestamp read back from the control plane, as UTC."""
+    # SQLite hands back naive datetimes; they were stored as UTC.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def iso(value: datetime | None) -> str | None:
+    """A stored timestamp for output: ISO 8601 in UTC, or None."""
+    return aware(value).isoformat() if value is not None else None
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -77,6 +94,7 @@ def query_timed_out(settings: Settings) -> QueryTimeoutError:
 
 @asynccontextmanager
 async def control_plane(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """An engine on the control plane for the block; disposed on the way out."""
     engine = make_engine(settings)
     try:
         yield engine

@@ -6,6 +6,8 @@ upstream contract says; everything else derives from ``MigratorError``.
 
 from __future__ import annotations
 
+from migrator.states import RunStatus
+
 # Exit codes of the CLI; the dispatcher reads ``exit_code`` off the error.
 EXIT_OK = 0
 EXIT_RELATIONAL_FAILED = 1
@@ -13,6 +15,29 @@ EXIT_PARTIAL = 2
 EXIT_BUSY = 3
 EXIT_WAIT_TIMEOUT = 4
 EXIT_USAGE = 64
+
+# The one table of what each exit code means (`--help` prints it; the README keeps a copy).
+EXIT_CODES = {
+    EXIT_OK: "everything is at head",
+    EXIT_RELATIONAL_FAILED: "the relational step failed (no dataset was touched), or the "
+    "command itself failed",
+    EXIT_PARTIAL: "some datasets failed or timed out; every other dataset was migrated",
+    EXIT_BUSY: "busy: another run is in progress and --no-attach was given",
+    EXIT_WAIT_TIMEOUT: "timed out waiting for a run (enqueue --wait --timeout S; the run goes on)",
+    EXIT_USAGE: "bad usage",
+}
+# How a finished run's status reads as an exit code (a failed run is EXIT_RELATIONAL_FAILED).
+EXIT_BY_RUN_STATUS: dict[str, int] = {RunStatus.SUCCEEDED: EXIT_OK, RunStatus.PARTIAL: EXIT_PARTIAL}
+
+
+def exit_code_for(run_status: str) -> int:
+    """The exit code of a command that reports a run with ``run_status``."""
+    return EXIT_BY_RUN_STATUS.get(run_status, EXIT_RELATIONAL_FAILED)
+
+
+def exit_codes_help(heading: str = "exit codes:") -> str:
+    """``EXIT_CODES`` as the epilog of ``--help``."""
+    return heading + "\n" + "".join(f"  {code:<4}{text}\n" for code, text in EXIT_CODES.items())
 
 
 class MigratorError(Exception):
@@ -40,22 +65,13 @@ class LockTimeoutError(MigratorError):
     """Raised when another process held a migration lock (relational or one dataset's) too long."""
 
     def __init__(self, lock_name: str, waited_s: float) -> None:
-        super().__init__(f"gave up waiting {waited_s:.0f}s for migration lock {lock_name!r}")
         self.lock_name = lock_name
         self.waited_s = waited_s
+        super().__init__(f"gave up waiting {waited_s:.0f}s for migration lock {lock_name!r}")
 
 
 class ControlPlaneNotReadyError(MigratorError):
     """Raised when the control-plane tables are missing (the relational step never ran)."""
-
-
-class DatasetError(MigratorError):
-    """Raised when one dataset database cannot be migrated; carries the dataset and the step."""
-
-    def __init__(self, dataset_id: str, step: str, message: str) -> None:
-        super().__init__(f"dataset {dataset_id} failed at {step}: {message}")
-        self.dataset_id = dataset_id
-        self.step = step
 
 
 class UnknownProviderError(MigratorError):
@@ -152,12 +168,12 @@ class AttemptsExhaustedError(MigratorError):
     worker process running them was killed), so it is recorded failed instead of tried again."""
 
     def __init__(self, dataset_id: str, attempts: int) -> None:
+        self.dataset_id = dataset_id
+        self.attempts = attempts
         super().__init__(
             f"dataset {dataset_id}: {attempts} earlier attempt(s) started and never finished "
             "(worker process killed or lost); not trying again in this run"
         )
-        self.dataset_id = dataset_id
-        self.attempts = attempts
 
 
 class NoOutcomeError(MigratorError):
@@ -173,12 +189,13 @@ class StaleRunError(MigratorError):
     """Raised (recorded) when a running run made no progress for RUN_STALE_AFTER_S."""
 
     def __init__(self, run_id: str, idle_s: float) -> None:
-        super().__init__(
-            f"run {run_id} made no progress for {idle_s:.0f}s; its workers were lost "
-            "(retry what never finished with `migrator enqueue --retry-failed RUN_ID`)"
-        )
         self.run_id = run_id
         self.idle_s = idle_s
+        retry = "`migrator enqueue --retry-failed RUN_ID`"
+        super().__init__(
+            f"run {run_id} made no progress for {idle_s:.0f}s; its workers were lost "
+            f"(retry what never finished with {retry})"
+        )
 
 
 class MessageRefusedError(MigratorError):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 import sqlalchemy as sa
+
+from migrator.states import DatasetState, DatasetStatus, RunStatus, Trigger, sql_values
 
 metadata = sa.MetaData(
     naming_convention={
@@ -14,10 +18,17 @@ metadata = sa.MetaData(
     }
 )
 
-DATASET_STATES = ("active", "provisioning", "quarantined")
-RUN_TRIGGERS = ("deploy", "beat", "admin", "api")
-RUN_STATUSES = ("running", "succeeded", "partial", "failed")
-DATASET_RUN_STATUSES = ("pending", "running", "succeeded", "failed", "skipped", "timed_out")
+
+def _check_in(column: str, members: type[StrEnum]) -> sa.CheckConstraint:
+    return sa.CheckConstraint(f"{column} IN {sql_values(members)!r}", name=column)
+
+
+def _parent_key(name: str, parent: str) -> sa.Column[str]:
+    """A primary-key column that is also the parent row's id; removed with the parent."""
+    return sa.Column(
+        name, sa.String(36), sa.ForeignKey(f"{parent}.id", ondelete="CASCADE"), primary_key=True
+    )
+
 
 datasets = sa.Table(
     "datasets",
@@ -31,12 +42,7 @@ datasets = sa.Table(
 dataset_databases = sa.Table(
     "dataset_databases",
     metadata,
-    sa.Column(
-        "dataset_id",
-        sa.String(36),
-        sa.ForeignKey("datasets.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    _parent_key("dataset_id", "datasets"),
     sa.Column("vector_provider", sa.String(64), nullable=False),
     sa.Column("url", sa.Text(), nullable=False),
     sa.Column("connection_info", sa.JSON(), nullable=False),
@@ -45,7 +51,7 @@ dataset_databases = sa.Table(
     sa.Column("last_migrated_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("last_error", sa.Text(), nullable=True),
     sa.Column("server_key", sa.String(255), nullable=False, server_default=""),
-    sa.CheckConstraint(f"state IN {DATASET_STATES!r}", name="state"),
+    _check_in("state", DatasetState),
     sa.Index("ix_dataset_databases_version_state", "vector_schema_version", "state"),
 )
 
@@ -68,8 +74,8 @@ migration_runs = sa.Table(
     sa.Column("error", sa.Text(), nullable=True),
     sa.Column("options", sa.JSON(), nullable=True),
     sa.Column("last_progress_at", sa.DateTime(timezone=True), nullable=True),
-    sa.CheckConstraint(f"trigger IN {RUN_TRIGGERS!r}", name="trigger"),
-    sa.CheckConstraint(f"status IN {RUN_STATUSES!r}", name="status"),
+    _check_in("trigger", Trigger),
+    _check_in("status", RunStatus),
     sa.Index("ix_migration_runs_started_at", "started_at"),
     sa.Index("ix_migration_runs_status", "status"),
 )
@@ -77,12 +83,7 @@ migration_runs = sa.Table(
 migration_run_datasets = sa.Table(
     "migration_run_datasets",
     metadata,
-    sa.Column(
-        "run_id",
-        sa.String(36),
-        sa.ForeignKey("migration_runs.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    _parent_key("run_id", "migration_runs"),
     # No foreign key to datasets: history outlives a removed dataset.
     sa.Column("dataset_id", sa.String(36), primary_key=True),
     sa.Column("status", sa.String(16), nullable=False),
@@ -93,6 +94,6 @@ migration_run_datasets = sa.Table(
     sa.Column("error", sa.Text(), nullable=True),
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
-    sa.CheckConstraint(f"status IN {DATASET_RUN_STATUSES!r}", name="status"),
+    _check_in("status", DatasetStatus),
     sa.Index("ix_migration_run_datasets_status", "run_id", "status"),
 )

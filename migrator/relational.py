@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrator.db import control_plane
 from migrator.errors import MigrationError
-from migrator.locks import relational_lock
+from migrator.locks.relational import relational_lock
 from migrator.settings import Settings
 from migrator.urls import obfuscate_url, redact
 
@@ -70,7 +70,8 @@ async def current_revision(engine: AsyncEngine) -> str | None:
         )
         if not has_table:
             return None
-        return await conn.scalar(sa.text("SELECT version_num FROM alembic_version"))
+        version = await conn.scalar(sa.text("SELECT version_num FROM alembic_version"))
+        return None if version is None else str(version)
 
 
 async def upgrade_to_head(settings: Settings) -> RelationalResult:

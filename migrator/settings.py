@@ -38,6 +38,16 @@ def absolute_sqlite_path(url: str) -> str:
 
 
 class Settings(BaseSettings):
+    """Every setting of the migrator, read once from the environment (or ``.env``).
+
+    Takes each field as keyword argument or from the environment variable of the same name in
+    capitals (``DATABASE_URL``, ``DATASET_TIMEOUT_S``...); the README's table lists them all with
+    their defaults. Invalid values raise pydantic's ``ValidationError`` naming the field.
+    ``database_url`` is normalised to its async driver; secrets are ``SecretStr``, and
+    ``secrets()`` returns their values for redaction. ``get_settings()`` returns the cached
+    instance of this process.
+    """
+
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 
     database_url: SecretStr = Field(

@@ -1,4 +1,5 @@
-"""Celery tasks: thin glue over ``migrator.distributed`` and ``migrator.check``.
+"""Celery tasks: thin glue over the broker steps of ``migrator.runs`` (``parent``, ``subtask``,
+``chord``) and its scheduled ``check``.
 
 Each task reads ids from its message, calls one core function on the process's event loop and
 returns a small JSON dict. Connection details always come from the control plane and the
@@ -16,8 +17,6 @@ from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 
-from migrator import distributed
-from migrator.check import run_check
 from migrator.constants import (
     RESULT_NAME_CHARS,
     TASK_FINISH_FAILED_CHORD,
@@ -26,9 +25,13 @@ from migrator.constants import (
     TASK_MIGRATE_RUN,
     TASK_SCHEDULED_CHECK,
 )
+from migrator.db import utcnow
 from migrator.errors import RunStillReportingError
-from migrator.plan import RunRequest
-from migrator.records import utcnow
+from migrator.runs import chord as run_chord
+from migrator.runs import parent, subtask
+from migrator.runs.check import run_check
+from migrator.runs.request import RunRequest
+from migrator.runs.summary import summary_result
 from migrator.settings import Settings
 from worker import app
 from worker.config import cancel_grace_s, parent_limits_s
@@ -49,14 +52,14 @@ def send_run(request: RunRequest) -> None:
 
 
 @app.task(name=TASK_MIGRATE_RUN, bind=True)
-def migrate_run(self: Task, run_id: str, **message: Any) -> dict[str, Any]:
+def migrate_run(self: Task[Any, Any], /, run_id: str, **message: Any) -> dict[str, Any]:
     """Parent: relational step, record the run, then replace itself with the chord."""
     request = RunRequest.from_message(run_id, message)
     rt = runtime()
     task_id = self.request.id or run_id
     try:
         plan = rt.run(
-            distributed.start_run(rt.engine, rt.settings, rt.locks, request, task_id),
+            parent.start_run(rt.engine, rt.settings, rt.locks, request, task_id),
             cancel_grace_s=cancel_grace_s(rt.settings),
         )
     except SoftTimeLimitExceeded as exc:
@@ -64,7 +67,7 @@ def migrate_run(self: Task, run_id: str, **message: Any) -> dict[str, Any]:
         timeout = TimeoutError(f"the relational step exceeded the parent's soft limit {soft_s:g}s")
         timeout.__cause__ = exc
         summary = rt.run(
-            distributed.record_failed_run(
+            parent.record_failed_run(
                 rt.engine,
                 rt.settings,
                 request,
@@ -74,9 +77,9 @@ def migrate_run(self: Task, run_id: str, **message: Any) -> dict[str, Any]:
                 task_id=task_id,
             )
         )
-        return distributed.summary_result(summary)
+        return summary_result(summary)
     if plan.summary is not None:
-        return distributed.summary_result(plan.summary, busy_run_id=plan.busy_run_id)
+        return summary_result(plan.summary, busy_run_id=plan.busy_run_id)
     header = [migrate_dataset.si(run_id, dataset_id) for dataset_id in plan.dataset_ids]
     body = finish_run.s(run_id).on_error(finish_failed_chord.si(run_id))
     try:
@@ -89,8 +92,8 @@ def migrate_run(self: Task, run_id: str, **message: Any) -> dict[str, Any]:
 
 def _abandon(settings: Settings, run_id: str, exc: Exception) -> dict[str, Any]:
     rt = runtime()
-    summary = rt.run(distributed.abandon_run(rt.engine, settings, rt.locks, run_id, exc))
-    return distributed.summary_result(summary)
+    summary = rt.run(parent.abandon_run(rt.engine, settings, rt.locks, run_id, exc))
+    return summary_result(summary)
 
 
 @app.task(name=TASK_MIGRATE_DATASET)
@@ -101,7 +104,7 @@ def migrate_dataset(run_id: str, dataset_id: str) -> dict[str, Any]:
     started = time.monotonic()
     try:
         outcome = rt.run(
-            distributed.migrate_one(rt.engine, rt.settings, rt.locks, run_id, dataset_id),
+            subtask.migrate_one(rt.engine, rt.settings, rt.locks, run_id, dataset_id),
             cancel_grace_s=cancel_grace_s(rt.settings),
         )
     except SoftTimeLimitExceeded:
@@ -111,10 +114,10 @@ def migrate_dataset(run_id: str, dataset_id: str) -> dict[str, Any]:
         )
         elapsed_ms = int((time.monotonic() - started) * 1000)
         outcome = rt.run(
-            distributed.record_timed_out(rt.engine, run_id, dataset_id, elapsed_ms, reason)
+            subtask.record_timed_out(rt.engine, run_id, dataset_id, elapsed_ms, reason)
         )
     except Exception as exc:  # control plane or Redis trouble: report it, never raise
-        outcome = rt.run(distributed.record_crash(rt.engine, rt.settings, run_id, dataset_id, exc))
+        outcome = rt.run(subtask.record_crash(rt.engine, rt.settings, run_id, dataset_id, exc))
     return outcome.to_dict(name_max_chars=RESULT_NAME_CHARS)
 
 
@@ -127,8 +130,8 @@ def migrate_dataset(run_id: str, dataset_id: str) -> dict[str, Any]:
 def finish_run(results: list[Any], run_id: str) -> dict[str, Any]:
     """Chord body: aggregate, record the final status, log, release the run lock."""
     rt = runtime()
-    summary = rt.run(distributed.finish(rt.engine, rt.settings, rt.locks, run_id, results))
-    return distributed.summary_result(summary)
+    summary = rt.run(run_chord.finish(rt.engine, rt.settings, rt.locks, run_id, results))
+    return summary_result(summary)
 
 
 @app.task(
@@ -138,13 +141,13 @@ def finish_run(results: list[Any], run_id: str) -> dict[str, Any]:
     max_retries=BODY_MAX_RETRIES,
     retry_backoff=True,
 )
-def finish_failed_chord(self: Task, run_id: str) -> dict[str, Any]:
+def finish_failed_chord(self: Task[Any, Any], /, run_id: str) -> dict[str, Any]:
     """Errback of the chord body: a subtask died outside our handling (hard time limit), or the
     body refused to finish; finish the run from its records once no subtask can still report."""
     log.error("Run %s: the chord failed; finishing the run from its records.", run_id)
     rt = runtime()
     try:
-        summary = rt.run(distributed.finish(rt.engine, rt.settings, rt.locks, run_id, None))
+        summary = rt.run(run_chord.finish(rt.engine, rt.settings, rt.locks, run_id, None))
     except RunStillReportingError as exc:
         # A dead holder's lock lapses within one TTL; a live redelivered copy lives at most
         # DATASET_TIME_LIMIT_S. Look again a few times per TTL until past both.
@@ -152,7 +155,7 @@ def finish_failed_chord(self: Task, run_id: str) -> dict[str, Any]:
         tries = int((rt.settings.dataset_time_limit_s + rt.settings.dataset_lock_ttl_s) // step_s)
         log.warning("%s; trying again in %.1fs.", exc, step_s)
         raise self.retry(exc=exc, countdown=step_s, max_retries=tries + 3) from None
-    return distributed.summary_result(summary)
+    return summary_result(summary)
 
 
 @app.task(name=TASK_SCHEDULED_CHECK)

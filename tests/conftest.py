@@ -7,19 +7,14 @@ PostgreSQL on 127.0.0.1:5432 (started by scripts/test when it is down).
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from migrator.settings import Settings, get_settings
-
-PG_ADMIN_DSN = os.environ.get("TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-PG_HOST_URL = os.environ.get("TEST_PG_URL_PREFIX", "postgresql://postgres@127.0.0.1:5432")
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from tests.support.services import PG_ADMIN_DSN, PG_HOST_URL, pg_execute
 
 
 @pytest.fixture
@@ -50,14 +45,6 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
     return make_settings()
 
 
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture
 def pg_database() -> Iterator[Callable[[], str]]:
     """Factory: a new, empty database on the local PostgreSQL; returns its URL. Dropped after."""
@@ -65,10 +52,10 @@ def pg_database() -> Iterator[Callable[[], str]]:
 
     def make() -> str:
         name = f"migrator_test_{uuid.uuid4().hex[:12]}"
-        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+        asyncio.run(pg_execute(f'CREATE DATABASE "{name}"', dsn=PG_ADMIN_DSN))
         made.append(name)
         return f"{PG_HOST_URL}/{name}"
 
     yield make
     for name in made:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', dsn=PG_ADMIN_DSN))

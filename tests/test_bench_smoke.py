@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT
+from tests.support.environment import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrator.db import make_engine
-from migrator.runlock import Locks
+from migrator.locks.redis import Locks
 from migrator.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)

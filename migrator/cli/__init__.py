@@ -7,25 +7,26 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
-from typing import Any, NoReturn
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, NoReturn, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrator.db import query_timed_out
-from migrator.errors import EXIT_RELATIONAL_FAILED, EXIT_USAGE, MigratorError, UsageError
+from migrator.errors import (
+    EXIT_RELATIONAL_FAILED,
+    EXIT_USAGE,
+    MigratorError,
+    UsageError,
+    exit_codes_help,
+)
 from migrator.logging_setup import configure_logging
 from migrator.settings import Settings, get_settings
 from migrator.urls import redact
 
 log = logging.getLogger("migrator.cli")
 
-EXIT_CODES_HELP = """exit codes:
-  0   everything is at head
-  1   the relational step (or the command itself) failed
-  2   some datasets failed or timed out; the others were migrated
-  3   busy: another run is in progress (enqueue --no-attach)
-  4   timed out waiting for a run (enqueue --wait --timeout)
-  64  bad usage
-"""
+T = TypeVar("T")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="migrator",
         description="Bring the control-plane database and every dataset's vector database "
         "to schema head.",
-        epilog=EXIT_CODES_HELP,
+        epilog=exit_codes_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -98,6 +99,27 @@ def _fail(
     return code
 
 
-def run_async(coro: Any) -> Any:
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
     """Sync edge: every command runs its coroutine on a fresh loop."""
     return asyncio.run(coro)
+
+
+def on_control_plane(
+    settings: Settings,
+    work: Callable[[AsyncEngine], Awaitable[T]],
+    *,
+    upgrade_first: bool = False,
+) -> T:
+    """The one way a command opens the control plane: ``work(engine)`` on a fresh loop, the
+    engine disposed after; ``upgrade_first`` brings the control plane to head before."""
+    from migrator.db import control_plane
+
+    async def go() -> T:
+        if upgrade_first:
+            from migrator.relational import upgrade_to_head
+
+            await upgrade_to_head(settings)
+        async with control_plane(settings) as engine:
+            return await work(engine)
+
+    return run_async(go())

@@ -38,20 +38,14 @@ def register(commands: Any) -> None:
 
 
 def check_command(args: argparse.Namespace, settings: Settings) -> int:
-    from migrator.check import CheckReport, inspect, log_report
-    from migrator.cli import run_async
-    from migrator.db import control_plane
-    from migrator.runlock import Locks
+    from migrator.cli import on_control_plane
+    from migrator.locks.redis import open_locks
+    from migrator.runs.check import inspect, log_report
 
-    async def check() -> CheckReport:
-        locks = Locks.from_settings(settings)
-        try:
-            async with control_plane(settings) as engine:
-                return await inspect(engine, settings, locks, verify=args.verify)
-        finally:
-            locks.close()
-
-    report = run_async(check())
+    with open_locks(settings) as locks:
+        report = on_control_plane(
+            settings, lambda engine: inspect(engine, settings, locks, verify=args.verify)
+        )
     if args.json:
         data = report.to_dict()
         data["datasets"] = [

@@ -48,30 +48,17 @@ def register(commands: Any) -> None:
     remove.set_defaults(handler=remove_command)
 
 
-async def _ready(settings: Settings) -> None:
-    from migrator.relational import upgrade_to_head
-
-    await upgrade_to_head(settings)
-
-
 def add_command(args: argparse.Namespace, settings: Settings) -> int:
-    from migrator.cli import run_async
+    from migrator.cli import on_control_plane
     from migrator.datasets import add_dataset
-    from migrator.db import control_plane
 
-    async def add() -> Any:
-        await _ready(settings)
-        async with control_plane(settings) as engine:
-            return await add_dataset(
-                engine,
-                settings,
-                name=args.name,
-                provider=args.provider,
-                url=args.url,
-                owner=args.owner,
-            )
-
-    row = run_async(add())
+    row = on_control_plane(
+        settings,
+        lambda engine: add_dataset(
+            engine, settings, name=args.name, provider=args.provider, url=args.url, owner=args.owner
+        ),
+        upgrade_first=True,
+    )
     if args.json:
         print_json(row.to_dict())
     else:
@@ -80,16 +67,10 @@ def add_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def list_command(args: argparse.Namespace, settings: Settings) -> int:
-    from migrator.cli import run_async
+    from migrator.cli import on_control_plane
     from migrator.datasets import list_datasets
-    from migrator.db import control_plane
 
-    async def fetch() -> Any:
-        await _ready(settings)
-        async with control_plane(settings) as engine:
-            return await list_datasets(engine)
-
-    rows = [r.to_dict() for r in run_async(fetch())]
+    rows = [r.to_dict() for r in on_control_plane(settings, list_datasets, upgrade_first=True)]
     if args.json:
         print_json(rows)
     else:
@@ -100,15 +81,10 @@ def list_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def remove_command(args: argparse.Namespace, settings: Settings) -> int:
-    from migrator.cli import run_async
+    from migrator.cli import on_control_plane
     from migrator.datasets import remove_dataset
-    from migrator.db import control_plane
 
-    async def remove() -> Any:
-        async with control_plane(settings) as engine:
-            return await remove_dataset(engine, args.dataset)
-
-    row = run_async(remove())
+    row = on_control_plane(settings, lambda engine: remove_dataset(engine, args.dataset))
     url = row.to_dict()["url"]
     print(f"removed dataset {row.id} {row.name!r}; its vector database at {url} was kept")
     return EXIT_OK

@@ -13,7 +13,7 @@ import socket
 import sys
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -28,21 +28,25 @@ from migrator.constants import (
 )
 from migrator.errors import (
     EXIT_OK,
-    EXIT_PARTIAL,
-    EXIT_RELATIONAL_FAILED,
     MigratorError,
     RunBusyError,
     RunNotFoundError,
     UsageError,
     WaitTimeoutError,
+    exit_code_for,
+    exit_codes_help,
 )
-from migrator.plan import RunProgress, RunRequest
+from migrator.runs.request import RunRequest
+from migrator.runs.store import RunProgress
 from migrator.settings import Settings
+from migrator.states import FINAL_STATUSES, FINISHED_BADLY, Trigger, count_badly
+
+if TYPE_CHECKING:
+    from migrator.locks.redis import Locks
 
 # The control plane may be unreachable or not migrated yet from where a trigger runs; the run
 # itself (the parent task) is what reports that. The trigger only loses progress and checks.
 CONTROL_PLANE_ERRORS = (DBAPIError, OSError)
-EXIT_BY_STATUS = {"succeeded": EXIT_OK, "partial": EXIT_PARTIAL}
 
 DESCRIPTION = """\
 Start a migration run on the Celery workers: the parent task upgrades the control plane, then
@@ -54,23 +58,13 @@ admin:            migrator enqueue --dataset ID_OR_NAME [...] [--verify] --wait
                   migrator enqueue --retry-failed RUN_ID --wait
 """
 
-EXIT_HELP = """\
-exit codes (with --wait):
-  0   every dataset database is at head
-  1   the relational step failed (no dataset was touched), or the command failed
-  2   some datasets failed or timed out; the others were migrated
-  3   busy: another run is in progress and --no-attach was given
-  4   timed out waiting (the run goes on; see `migrator status RUN_ID`)
-  64  bad usage
-"""
-
 
 def register(commands: Any) -> None:
     parser = commands.add_parser(
         "enqueue",
         help="run migrations on the Celery workers, or attach to the run in progress",
         description=DESCRIPTION,
-        epilog=EXIT_HELP,
+        epilog=exit_codes_help("exit codes (with --wait):"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_run_options(parser)
@@ -101,32 +95,24 @@ def register(commands: Any) -> None:
 
 
 def enqueue_command(args: argparse.Namespace, settings: Settings) -> int:
-    from migrator.cli import run_async
+    from migrator.cli import on_control_plane
+    from migrator.datasets import as_uuid, resolve_dataset_refs
+    from migrator.locks.redis import open_locks
 
-    if args.dataset_ids and not all(_is_uuid(ref) for ref in args.dataset_ids):
+    refs = args.dataset_ids
+    if refs and not all(as_uuid(ref) for ref in refs):
         # A task message carries ids only: names become ids here, from the control plane.
-        args.dataset_ids = run_async(_resolve_names(settings, args.dataset_ids))
+        args.dataset_ids = on_control_plane(
+            settings, lambda engine: resolve_dataset_refs(engine, refs)
+        )
     request = request_from_args(args)
-    data: dict[str, Any] | None = run_async(_enqueue(args, settings, request))
+    with open_locks(settings) as locks:
+        data = on_control_plane(
+            settings, lambda engine: _enqueue(engine, settings, locks, args, request)
+        )
     if data is None:
         return EXIT_OK
     return report(data, as_json=args.json)
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
-
-
-async def _resolve_names(settings: Settings, refs: list[str]) -> list[str]:
-    from migrator.datasets import resolve_dataset_refs
-    from migrator.db import control_plane
-
-    async with control_plane(settings) as engine:
-        return await resolve_dataset_refs(engine, refs)
 
 
 def request_from_args(args: argparse.Namespace) -> RunRequest:
@@ -136,7 +122,7 @@ def request_from_args(args: argparse.Namespace) -> RunRequest:
         raise UsageError(f"--timeout must be positive, got {args.timeout_s:g}")
     return RunRequest(
         run_id=str(uuid.uuid4()),
-        trigger=args.trigger,
+        trigger=Trigger(args.trigger),
         requested_by=args.requested_by or _who(),
         dataset_ids=tuple(args.dataset_ids) if args.dataset_ids else None,
         verify=args.verify,
@@ -153,40 +139,37 @@ def _who() -> str:
 
 
 async def _enqueue(
-    args: argparse.Namespace, settings: Settings, request: RunRequest
+    engine: AsyncEngine,
+    settings: Settings,
+    locks: Locks,
+    args: argparse.Namespace,
+    request: RunRequest,
 ) -> dict[str, Any] | None:
-    from migrator.db import control_plane
-    from migrator.distributed import claim_run
-    from migrator.runlock import Locks
+    from migrator.runs.trigger import claim_run
 
-    locks = Locks.from_settings(settings)
+    await validate_request(engine, request)
+    claim = await claim_run(locks, settings, request.run_id, request.trigger, engine)
+    if claim.started:
+        _send(locks, request)
+        _say(f"run {claim.run_id}: enqueued (trigger {request.trigger})")
+    elif args.no_attach:
+        raise RunBusyError(claim.run_id)
+    else:
+        _say(
+            f"run {claim.run_id}: already in progress (trigger {claim.trigger or '?'}); "
+            "attaching to it"
+        )
+    if not args.wait:
+        _print_claim(claim.run_id, claim.started, as_json=args.json)
+        return None
+    progress = Progress(f"run {claim.run_id}", enabled=not args.no_progress)
     try:
-        async with control_plane(settings) as engine:
-            await validate_request(engine, request)
-            claim = await claim_run(locks, settings, request.run_id, request.trigger, engine)
-            if claim.started:
-                _send(locks, request)
-                _say(f"run {claim.run_id}: enqueued (trigger {request.trigger})")
-            elif args.no_attach:
-                raise RunBusyError(claim.run_id)
-            else:
-                _say(
-                    f"run {claim.run_id}: already in progress (trigger {claim.trigger or '?'}); "
-                    "attaching to it"
-                )
-            if not args.wait:
-                _print_claim(claim.run_id, claim.started, as_json=args.json)
-                return None
-            progress = Progress(f"run {claim.run_id}", enabled=not args.no_progress)
-            try:
-                return await wait_for_run(engine, claim.run_id, args.timeout_s, progress)
-            finally:
-                progress.close()
+        return await wait_for_run(engine, claim.run_id, args.timeout_s, progress)
     finally:
-        locks.close()
+        progress.close()
 
 
-def _send(locks: Any, request: RunRequest) -> None:
+def _send(locks: Locks, request: RunRequest) -> None:
     from tasks import send_run  # Celery is imported only when a run is sent
 
     try:
@@ -198,8 +181,8 @@ def _send(locks: Any, request: RunRequest) -> None:
 
 async def validate_request(engine: AsyncEngine, request: RunRequest) -> None:
     """Fail fast on ids the control plane does not know (when it can be read from here)."""
-    from migrator.datasets import select_pending
-    from migrator.plan import run_state
+    from migrator.runs.selection import select_pending
+    from migrator.runs.store import run_state
 
     try:
         if request.retry_of is not None and await run_state(engine, request.retry_of) is None:
@@ -219,7 +202,7 @@ async def wait_for_run(
 
     from worker import app
 
-    result = AsyncResult(run_id, app=app)
+    result: AsyncResult[Any] = AsyncResult(run_id, app=app)
     deadline = time.monotonic() + timeout_s
     over_since: float | None = None
     poll_s = WAIT_FIRST_POLL_S / 2
@@ -257,7 +240,7 @@ def _result_ready(result: Any) -> bool:
 
 
 async def _progress(engine: AsyncEngine, run_id: str) -> RunProgress | None:
-    from migrator.plan import read_progress
+    from migrator.runs.store import read_progress
 
     try:
         return await read_progress(engine, run_id)
@@ -281,10 +264,10 @@ async def _result_data(engine: AsyncEngine, result: Any, run_id: str) -> dict[st
 
 
 async def _recorded_summary(engine: AsyncEngine, run_id: str) -> dict[str, Any]:
-    from migrator.records import get_run
+    from migrator.runs.store import get_run
 
     # Like `migrator run --json`: every outcome for a small run, the failed ones for a big one.
-    summary = await get_run(engine, run_id, dataset_statuses=("failed", "timed_out"))
+    summary = await get_run(engine, run_id, dataset_statuses=FINISHED_BADLY)
     if summary.counts.get("total", 0) <= FULL_LISTING_MAX:
         summary = await get_run(engine, run_id)
     return summary.to_dict()
@@ -293,15 +276,15 @@ async def _recorded_summary(engine: AsyncEngine, run_id: str) -> dict[str, Any]:
 def _final_progress(progress: Progress, data: dict[str, Any]) -> None:
     counts = data.get("counts") or {}
     total = int(counts.get("total", 0))
-    failed = int(counts.get("failed", 0)) + int(counts.get("timed_out", 0))
-    done = sum(int(counts.get(s, 0)) for s in ("succeeded", "failed", "timed_out", "skipped"))
+    failed = count_badly(counts)
+    done = sum(int(counts.get(s, 0)) for s in FINAL_STATUSES)
     if total:
         progress.update(done, total, failed)
 
 
 def report(data: dict[str, Any], *, as_json: bool) -> int:
     """Print the summary; the exit code says how the run ended."""
-    from migrator.distributed import summary_from_result
+    from migrator.runs.summary import summary_from_result
 
     busy_run_id = data.get("busy_run_id")
     if busy_run_id:
@@ -310,7 +293,7 @@ def report(data: dict[str, Any], *, as_json: bool) -> int:
         print_json(data)
     else:
         print_summary(summary_from_result(data))
-    return EXIT_BY_STATUS.get(str(data.get("status")), EXIT_RELATIONAL_FAILED)
+    return exit_code_for(str(data.get("status")))
 
 
 def _print_claim(run_id: str, started: bool, *, as_json: bool) -> None:

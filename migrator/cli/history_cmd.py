@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from migrator.cli.output import print_json, print_summary, print_table
 from migrator.errors import EXIT_OK
+from migrator.runs.summary import dataset_label
 from migrator.settings import Settings
-from migrator.summary import dataset_label
 from migrator.urls import obfuscate_url
 
 PENDING_SHOWN = 20
@@ -34,16 +36,17 @@ def register(commands: Any) -> None:
 
 
 def status_command(args: argparse.Namespace, settings: Settings) -> int:
-    from migrator.cli import run_async
+    from migrator.cli import on_control_plane
+    from migrator.runs.store import get_run
 
     if args.run_id:
-        summary = run_async(_run_summary(settings, args.run_id))
+        summary = on_control_plane(settings, lambda engine: get_run(engine, args.run_id))
         if args.json:
             print_json(summary.to_dict())
         else:
             print_summary(summary)
         return EXIT_OK
-    state = run_async(control_plane_status(settings))
+    state = on_control_plane(settings, lambda engine: control_plane_status(engine, settings))
     if args.json:
         print_json(state)
         return EXIT_OK
@@ -65,52 +68,37 @@ def status_command(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-async def _run_summary(settings: Settings, run_id: str) -> Any:
-    from migrator.db import control_plane
-    from migrator.records import get_run
-
-    async with control_plane(settings) as engine:
-        return await get_run(engine, run_id)
-
-
-async def control_plane_status(settings: Settings) -> dict[str, Any]:
-    from migrator.datasets import list_datasets
-    from migrator.db import control_plane
-    from migrator.records import list_runs
+async def control_plane_status(engine: AsyncEngine, settings: Settings) -> dict[str, Any]:
+    """The control plane's revision against head, its datasets, the pending ones, the latest
+    run."""
+    from migrator.datasets import count_datasets, list_datasets
     from migrator.relational import alembic_config, current_revision, head_revision
+    from migrator.runs.selection import is_pending
+    from migrator.runs.store import list_runs
     from migrator.vector.schema import HEAD_VERSION
 
     head = head_revision(alembic_config(settings))
-    async with control_plane(settings) as engine:
-        current = await current_revision(engine)
-        ready = current is not None
-        rows = await list_datasets(engine) if ready else []
-        latest = await list_runs(engine, limit=1) if ready else []
-    pending = [
-        r.to_dict() for r in rows if r.state == "active" and r.vector_schema_version < HEAD_VERSION
-    ]
+    current = await current_revision(engine)
+    ready = current is not None
+    pending = await list_datasets(engine, is_pending()) if ready else []
+    latest = await list_runs(engine, limit=1) if ready else []
     return {
         "database_url": obfuscate_url(settings.database_url.get_secret_value()),
         "current_revision": current,
         "head_revision": head,
         "relational_up_to_date": current == head,
         "vector_head": HEAD_VERSION,
-        "datasets_total": len(rows),
-        "pending": pending,
+        "datasets_total": await count_datasets(engine) if ready else 0,
+        "pending": [r.to_dict() for r in pending],
         "latest_run": latest[0] if latest else None,
     }
 
 
 def runs_command(args: argparse.Namespace, settings: Settings) -> int:
-    from migrator.cli import run_async
-    from migrator.db import control_plane
-    from migrator.records import list_runs
+    from migrator.cli import on_control_plane
+    from migrator.runs.store import list_runs
 
-    async def fetch() -> list[dict[str, Any]]:
-        async with control_plane(settings) as engine:
-            return await list_runs(engine, limit=args.limit)
-
-    rows = run_async(fetch())
+    rows = on_control_plane(settings, lambda engine: list_runs(engine, limit=args.limit))
     if args.json:
         print_json(rows)
     else:

@@ -7,7 +7,8 @@ import sys
 import time
 from typing import Any, TextIO
 
-from migrator.summary import RunSummary
+from migrator.runs.summary import RunSummary
+from migrator.states import DatasetStatus
 from migrator.urls import escape_controls
 
 MAX_FAILED_SHOWN = 20
@@ -31,14 +32,14 @@ def print_summary(summary: RunSummary, stream: TextIO | None = None) -> None:
         file=out,
     )
     print(
-        f"  datasets: total={c.get('total', 0)} succeeded={c.get('succeeded', 0)} "
-        f"failed={c.get('failed', 0)} timed_out={c.get('timed_out', 0)} "
-        f"skipped={c.get('skipped', 0)}",
+        f"  datasets: total={c.get('total', 0)} succeeded={c.get(DatasetStatus.SUCCEEDED, 0)} "
+        f"failed={c.get(DatasetStatus.FAILED, 0)} timed_out={c.get(DatasetStatus.TIMED_OUT, 0)} "
+        f"skipped={c.get(DatasetStatus.SKIPPED, 0)}",
         file=out,
     )
     if summary.error:
         print(f"  error: {summary.error}", file=out)
-    failed = [d for d in summary.datasets if d.status in ("failed", "timed_out")]
+    failed = [d for d in summary.datasets if d.finished_badly]
     for outcome in failed[:MAX_FAILED_SHOWN]:
         print(f"  {outcome.status}: {outcome.label}: {outcome.error}", file=out)
     if len(failed) > MAX_FAILED_SHOWN:

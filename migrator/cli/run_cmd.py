@@ -10,20 +10,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrator.cli.options import add_run_options
 from migrator.cli.output import FULL_LISTING_MAX, Progress, print_json, print_summary
-from migrator.errors import EXIT_OK, EXIT_PARTIAL
+from migrator.errors import exit_code_for
+from migrator.runs.summary import RunSummary
 from migrator.settings import Settings
-from migrator.summary import RunSummary
 
 DEMO_DATASETS = ("demo-articles", "demo-support-tickets", "demo-product-docs")
+DESCRIPTION = (
+    "Upgrade the control plane to head, then migrate each dataset database that needs it, in "
+    "this process. Exit 0 all ok, 1 relational failure, 2 some datasets failed."
+)
 
 
 def register(commands: Any) -> None:
     parser = commands.add_parser(
         "run",
         help="run every pending migration in this process (no broker)",
-        description="Upgrade the control plane to head, then migrate each dataset database "
-        "that needs it, in this process. Exit 0 all ok, 1 relational failure, 2 some datasets "
-        "failed.",
+        description=DESCRIPTION,
     )
     add_run_options(parser)
     parser.add_argument("--requested-by", default=None, help="who asked, for the run record")
@@ -38,17 +40,17 @@ def register(commands: Any) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from migrator.cli import run_async
 
-    summary: RunSummary = run_async(_run(args, settings))
+    summary = run_async(_run(args, settings))
     if args.json:
         many = len(summary.datasets) > FULL_LISTING_MAX
         print_json(summary.to_dict(datasets="failed" if many else "all"))
     else:
         print_summary(summary)
-    return EXIT_OK if summary.ok else EXIT_PARTIAL
+    return exit_code_for(summary.status)
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> RunSummary:
-    from migrator.runner import run_startup_migrations
+    from migrator.runs.inprocess import run_startup_migrations
 
     progress = Progress("migrating", enabled=not args.no_progress)
     try:

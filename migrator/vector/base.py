@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, TypeVar
 
 from migrator.settings import Settings
 from migrator.vector.schema import HEAD_VERSION, VectorStep, steps_after
@@ -37,15 +37,6 @@ class MigrationSteps:
     applied: tuple[str, ...] = ()
 
 
-@runtime_checkable
-class VectorAdapter(Protocol):
-    """What the runner needs of an adapter. ``run_migrations`` may be absent."""
-
-    async def read_version(self) -> int: ...
-
-    async def close(self) -> None: ...
-
-
 class StepFailed(Exception):
     """Raised by an adapter when one step fails; names the step for the run record.
 
@@ -71,10 +62,16 @@ class StepFailed(Exception):
 class VersionedAdapter(ABC):
     """Base for adapters that keep a version record and apply ``schema.STEPS`` in order.
 
-    Subclasses make each step atomic and idempotent; this class decides which steps to run,
-    under the adapter's per-dataset lock so two processes never migrate one dataset at once.
-    Every failure leaves as ``StepFailed`` naming where it happened: ``connect``, ``lock``,
-    ``read_version`` or a step's name.
+    Takes the ``DatasetTarget`` (where the dataset lives, no secrets) and the ``Settings``
+    (credentials, timeouts). Subclasses implement ``read_version`` (returns the version the
+    dataset records, 0 for none), ``apply_step`` (one step and its version row, atomically where
+    the store allows, idempotently always) and ``dataset_lock`` (an async context manager held
+    across processes); they may override ``connect``, ``close`` and ``normalise_url``.
+
+    ``run_migrations(target_version)`` returns ``MigrationSteps`` (versions before and after,
+    steps applied); it decides which steps to run under the adapter's per-dataset lock, so two
+    processes never migrate one dataset at once. Every failure leaves as ``StepFailed`` naming
+    where it happened: ``connect``, ``lock``, ``read_version`` or a step's name.
     """
 
     def __init__(self, target: DatasetTarget, settings: Settings) -> None:
@@ -103,6 +100,7 @@ class VersionedAdapter(ABC):
         """An async context manager held while migrating, across processes."""
 
     async def run_migrations(self, target_version: int = HEAD_VERSION) -> MigrationSteps:
+        """Bring the dataset to ``target_version`` (head by default); returns what was done."""
         await _as_step("connect", self.connect())
         async with AsyncExitStack() as stack:
             await _as_step("lock", stack.enter_async_context(self.dataset_lock()))

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from migrator.constants import COLLECTION_NAME, VECTOR_VERSION_TABLE
 from migrator.errors import BadDatasetURLError
-from migrator.locks import file_lock
+from migrator.locks.relational import file_lock
 from migrator.settings import Settings
 from migrator.urls import escape_controls, obfuscate_url
 from migrator.vector.base import VersionedAdapter
@@ -29,13 +29,12 @@ from migrator.vector.schema import VectorStep
 
 log = logging.getLogger(__name__)
 
-VERSION_SCHEMA = pa.schema(
-    [
-        pa.field("version", pa.int32(), nullable=False),
-        pa.field("name", pa.string(), nullable=False),
-        pa.field("applied_at", pa.timestamp("us", tz="UTC"), nullable=False),
-    ]
-)
+_VERSION_FIELDS: list[pa.Field[Any]] = [
+    pa.field("version", pa.int32(), nullable=False),
+    pa.field("name", pa.string(), nullable=False),
+    pa.field("applied_at", pa.timestamp("us", tz="UTC"), nullable=False),
+]
+VERSION_SCHEMA = pa.schema(_VERSION_FIELDS)
 LOCK_FILE = ".migrator.lock"
 # created_at is UTC like pgvector's timestamptz; is_deleted is filled with false for every row.
 # Both go in one add_columns call: one LanceDB commit, so the step cannot half-happen.

@@ -21,7 +21,7 @@ import asyncio
 import ssl
 import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import asyncpg
 import asyncpg.protocol
@@ -35,7 +35,8 @@ AUTH_OK = 0
 REFUSED_AUTH = {3: "a cleartext password", 5: "an MD5 password digest"}
 HEADER = struct.Struct("!cI")
 # Weakest to strongest; a URL may ask for more than the setting, never for less.
-SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+SSL_MODES: tuple[SslMode, ...] = get_args(SslMode)
 REMOTE_SSL_MODES = ("require", "verify-ca", "verify-full")
 
 _Base: Any = asyncpg.protocol.Protocol
@@ -93,17 +94,19 @@ class GuardedProtocol(_Base):  # type: ignore[misc]
                     "(dataset servers must use scram-sha-256 authentication)"
                 )
             )
-        if self._transport is not None:
+        if isinstance(self._transport, asyncio.WriteTransport):
             self._transport.abort()
+        elif self._transport is not None:
+            self._transport.close()
 
 
 def install() -> None:
     """Make asyncpg build GuardedProtocol. Idempotent; unguarded connections behave as before."""
     if asyncpg.protocol.Protocol is not GuardedProtocol:
-        asyncpg.protocol.Protocol = GuardedProtocol  # type: ignore[misc]
+        asyncpg.protocol.Protocol = GuardedProtocol  # type: ignore[assignment, misc]
 
 
-def ssl_mode_for(host: str, url_mode: str | None, required_mode: str) -> str | None:
+def ssl_mode_for(host: str, url_mode: SslMode | None, required_mode: SslMode) -> SslMode | None:
     """The TLS mode to connect with. Loopback servers and unix sockets use the URL's mode (or
     the driver's default); any other server at least VECTOR_DB_SSLMODE."""
     if is_loopback(host):
@@ -116,7 +119,7 @@ def ssl_mode_for(host: str, url_mode: str | None, required_mode: str) -> str | N
     return url_mode or required_mode
 
 
-def ssl_argument(mode: str | None, root_cert: Path | None) -> ssl.SSLContext | str | None:
+def ssl_argument(mode: SslMode | None, root_cert: Path | None) -> ssl.SSLContext | SslMode | None:
     """What asyncpg's ``ssl=`` gets: a context for the verifying modes (so a CA file applies and
     nothing falls back to plaintext), the mode name otherwise."""
     if mode not in ("verify-ca", "verify-full"):

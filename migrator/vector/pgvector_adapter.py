@@ -39,6 +39,7 @@ from migrator.settings import Settings
 from migrator.vector import pgauth
 from migrator.vector.base import VersionedAdapter
 from migrator.vector.hosts import is_loopback, require_allowed
+from migrator.vector.pgauth import SSL_MODES, SslMode
 from migrator.vector.schema import VectorStep
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,6 @@ log = logging.getLogger(__name__)
 SCHEMES = ("postgresql", "postgres")
 DEFAULT_PORT = 5432
 ALLOWED_QUERY = ("host", "sslmode")
-SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 CREDENTIAL_QUERY = ("user", "password", "passfile")
 # Lowercase, unquoted-safe, within PostgreSQL's 63-byte identifier limit.
 IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -74,7 +74,7 @@ class ServerAddress:
     host: str  # a host name, an IP address, or a unix socket directory (starts with "/")
     port: int
     database: str
-    sslmode: str | None = None
+    sslmode: SslMode | None = None
 
     @property
     def server_key(self) -> str:
@@ -82,7 +82,7 @@ class ServerAddress:
 
     def url(self) -> str:
         database = quote(self.database, safe="")
-        query = {"sslmode": self.sslmode} if self.sslmode else {}
+        query: dict[str, str] = {"sslmode": self.sslmode} if self.sslmode else {}
         if self.host.startswith("/"):
             query = {"host": self.host, **query}
             netloc = f":{self.port}"
@@ -152,13 +152,16 @@ def _database(path: str) -> str:
     return database
 
 
-def _sslmode(value: str | None) -> str | None:
-    if value is not None and value not in SSL_MODES:
-        raise BadDatasetURLError(f"pgvector URL sslmode must be one of {', '.join(SSL_MODES)}")
-    return value
+def _sslmode(value: str | None) -> SslMode | None:
+    if value is None:
+        return None
+    for mode in SSL_MODES:
+        if value == mode:
+            return mode
+    raise BadDatasetURLError(f"pgvector URL sslmode must be one of {', '.join(SSL_MODES)}")
 
 
-def admit(address: ServerAddress, settings: Settings, *, dataset: str) -> str | None:
+def admit(address: ServerAddress, settings: Settings, *, dataset: str) -> SslMode | None:
     """Check ``address`` against VECTOR_DB_ALLOWED_HOSTS and VECTOR_DB_SSLMODE; the TLS mode
     to connect with. Raised errors name the dataset and the host, never a credential."""
     require_allowed(address.host, settings.vector_db_allowed_hosts, dataset=dataset)

@@ -50,8 +50,10 @@ def adapter_factory(provider: str) -> AdapterFactory:
         return _registered[provider]
     if provider in _BUILTIN:
         module_name, _, attr = _BUILTIN[provider].partition(":")
-        return getattr(import_module(module_name), attr)  # type: ignore[no-any-return]
+        builtin: AdapterFactory = getattr(import_module(module_name), attr)
+        return builtin
     found = _entry_points().get(provider)
     if found is None:
         raise UnknownProviderError(provider, provider_names())
-    return found.load()  # type: ignore[no-any-return]
+    loaded: AdapterFactory = found.load()
+    return loaded

@@ -9,48 +9,35 @@ worker log or CLI output. Every worker and beat started here is stopped at teard
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import re
-import signal
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 from urllib.parse import urlsplit
 
-import psutil
 import pytest
 import redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from migrator.constants import QUEUE_NAME
 from migrator.datasets import add_dataset
-from migrator.db import control_plane
 from migrator.relational import upgrade_to_head
 from migrator.settings import Settings
 from migrator.vector.registry import register_adapter, unregister_adapter
 from tests.celery.fake_adapters import PROVIDER, ScriptedAdapter
-from tests.conftest import PROJECT_ROOT
+from tests.support import processes
+from tests.support.environment import BASE_ENV, as_env, child_environment, on_control_plane
+from tests.support.processes import (
+    ServiceProcess,
+    popen_migrator,
+    run_migrator,
+)
+from tests.support.services import REDIS_BASE_URL, REDIS_DB
 
-REDIS_BASE_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
-REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "13"))
-BIN = Path(sys.executable).parent
+T = TypeVar("T")
+
 WORKER_READY_TIMEOUT_S = 40.0
-STOP_TIMEOUT_S = 15.0
-
-# Settings every Celery test starts from: short lock TTL so a killed child's lock lapses fast.
-BASE_ENV = {
-    "DATASET_LOCK_TTL_S": "2",
-    "DATASET_SOFT_TIME_LIMIT_S": "30",
-    "DATASET_TIME_LIMIT_S": "45",
-    "RUN_STALE_AFTER_S": "120",
-    "LOG_LEVEL": "INFO",
-}
 
 
 @pytest.fixture(autouse=True)
@@ -109,24 +96,16 @@ class CeleryEnv:
     overrides: dict[str, str] = field(default_factory=dict)
 
     def configure(self, **overrides: object) -> Settings:
-        self.overrides.update({k.upper(): str(v) for k, v in overrides.items()})
+        self.overrides.update(as_env(overrides))
         self.settings = self.make_settings(**self.overrides)
         return self.settings
 
     def environment(self, **overrides: object) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update({k.upper(): str(v) for k, v in overrides.items()})
-        env["PYTHONPATH"] = str(PROJECT_ROOT)
-        return env
+        return child_environment(overrides)
 
-    def run(self, work: Callable[[AsyncEngine], Awaitable[Any]]) -> Any:
+    def run(self, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
         """Run ``work(engine)`` against the control plane in a fresh loop."""
-
-        async def go() -> Any:
-            async with control_plane(self.settings) as engine:
-                return await work(engine)
-
-        return asyncio.run(go())
+        return on_control_plane(self.settings, work)
 
     def upgrade(self) -> None:
         asyncio.run(upgrade_to_head(self.settings))
@@ -136,8 +115,7 @@ class CeleryEnv:
             row = await add_dataset(engine, self.settings, name=name, provider=provider, url=url)
             return row.id
 
-        result: str = self.run(add)
-        return result
+        return self.run(add)
 
 
 @pytest.fixture
@@ -155,86 +133,24 @@ def celery_env(
     return env
 
 
-@dataclass
-class ServiceProcess:
-    """A Celery worker or beat started by a test; its output goes to ``log_path``."""
-
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for_log(self, pattern: str, timeout_s: float = 30.0) -> re.Match[str]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            found = re.search(pattern, self.log())
-            if found:
-                return found
-            if self.process.poll() is not None:
-                raise AssertionError(f"process exited ({self.process.returncode}):\n{self.log()}")
-            time.sleep(0.1)
-        raise AssertionError(f"no {pattern!r} in the log within {timeout_s}s:\n{self.log()}")
-
-    def children(self) -> list[psutil.Process]:
-        return psutil.Process(self.process.pid).children()
-
-    def stop(self) -> None:
-        """Warm shutdown; after STOP_TIMEOUT_S, SIGKILL the process group this test made."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(STOP_TIMEOUT_S)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)  # leftover pool children, if any
-        self.process.wait(STOP_TIMEOUT_S)
-
-
-def _start(command: list[str], env: dict[str, str], log_path: Path, cwd: Path) -> ServiceProcess:
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            command,
-            cwd=cwd,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # its own process group, so teardown reaches its children
-        )
-    return ServiceProcess(process, log_path)
-
-
-@pytest.fixture
-def start_worker(celery_env: CeleryEnv, tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
+@pytest.fixture(name="start_worker")
+def worker_factory(
+    celery_env: CeleryEnv, tmp_path: Path
+) -> Iterator[Callable[..., ServiceProcess]]:
     """Factory: a real worker on the test's control plane; ``overrides`` are env settings for
     that worker only. Every worker is stopped at teardown and its log checked for the password."""
     started: list[ServiceProcess] = []
 
     def start(*, concurrency: int = 2, **overrides: object) -> ServiceProcess:
-        name = f"test{len(started)}-{uuid.uuid4().hex[:6]}@%h"
-        command = [
-            str(BIN / "celery"),
-            "-A",
-            "worker",
-            "worker",
-            "--loglevel",
-            "INFO",
-            "--concurrency",
-            str(concurrency),
-            "--queues",
-            QUEUE_NAME,
-            "--include",
-            "tests.celery.worker_plugins",
-            "--hostname",
-            name,
-            "--without-mingle",
-            "--without-gossip",
-            "--without-heartbeat",
-        ]
-        log_path = tmp_path / f"worker-{len(started)}.log"
-        worker = _start(command, celery_env.environment(**overrides), log_path, tmp_path)
+        worker = processes.start_worker(
+            f"worker-{len(started)}",
+            include="tests.celery.worker_plugins",
+            env=celery_env.environment(**overrides),
+            cwd=tmp_path,
+            concurrency=concurrency,
+            ready_timeout_s=WORKER_READY_TIMEOUT_S,
+        )
         started.append(worker)
-        worker.wait_for_log(r"\S+@\S+ ready\.", WORKER_READY_TIMEOUT_S)
         return worker
 
     yield start
@@ -244,24 +160,13 @@ def start_worker(celery_env: CeleryEnv, tmp_path: Path) -> Iterator[Callable[...
         assert celery_env.password not in worker.log()
 
 
-@pytest.fixture
-def start_beat(celery_env: CeleryEnv, tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
+@pytest.fixture(name="start_beat")
+def beat_factory(celery_env: CeleryEnv, tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
     started: list[ServiceProcess] = []
 
     def start(**overrides: object) -> ServiceProcess:
-        command = [
-            str(BIN / "celery"),
-            "-A",
-            "worker",
-            "beat",
-            "--loglevel",
-            "INFO",
-            "--schedule",
-            str(tmp_path / "celerybeat-schedule"),
-        ]
-        beat = _start(command, celery_env.environment(**overrides), tmp_path / "beat.log", tmp_path)
+        beat = processes.start_beat(env=celery_env.environment(**overrides), cwd=tmp_path)
         started.append(beat)
-        beat.wait_for_log(r"beat: Starting\.\.\.")
         return beat
 
     yield start
@@ -278,41 +183,18 @@ class Cli:
     env: CeleryEnv
     cwd: Path
 
-    def run(self, *args: str, timeout_s: float = 90.0, **overrides: object) -> Any:
-        result = subprocess.run(
-            [str(BIN / "migrator"), *args],
-            cwd=self.cwd,
-            env=self.env.environment(**overrides),
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            stdin=subprocess.DEVNULL,
-        )
+    def run(
+        self, *args: str, timeout_s: float = 90.0, **overrides: object
+    ) -> subprocess.CompletedProcess[str]:
+        env = self.env.environment(**overrides)
+        result = run_migrator(*args, env=env, cwd=self.cwd, timeout_s=timeout_s)
         assert self.env.password not in result.stdout + result.stderr
         return result
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [str(BIN / "migrator"), *args],
-            cwd=self.cwd,
-            env=self.env.environment(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
+        return popen_migrator(*args, env=self.env.environment(), cwd=self.cwd)
 
 
 @pytest.fixture
 def cli(celery_env: CeleryEnv, tmp_path: Path) -> Cli:
     return Cli(celery_env, tmp_path)
-
-
-def wait_until(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")

@@ -19,41 +19,24 @@ import asyncio
 import os
 import signal
 import time
-from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from migrator.vector.base import MigrationSteps
-from migrator.vector.schema import HEAD_VERSION, steps_after
+from tests.support.fake_adapter import FakeAdapter
 
 PROVIDER = "scripted"
 
 
-def scripted_url(state_dir: Path, **behaviour: float) -> str:
-    query = "&".join(f"{k}={v}" for k, v in behaviour.items())
-    return f"{PROVIDER}://{state_dir}" + (f"?{query}" if query else "")
-
-
-class ScriptedAdapter:
+class ScriptedAdapter(FakeAdapter):
     provider = PROVIDER
+    server_key = PROVIDER
 
     def __init__(self, target: Any, settings: Any) -> None:
-        parts = urlsplit(target.url)
-        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        self.dataset_id = target.dataset_id
-        self.state_dir = Path(parts.path)
-        self.sleep_s = float(query.get("sleep_s", 0))
-        self.sleep_attempts = int(query.get("sleep_attempts", 0))
-        self.kill_attempts = int(query.get("kill_attempts", 0))
-        self.block_s = float(query.get("block_s", 0))
-
-    @classmethod
-    def normalise_url(cls, url: str) -> tuple[str, str]:
-        return url, PROVIDER
-
-    async def read_version(self) -> int:
-        version_file = self.state_dir / "version"
-        return int(version_file.read_text()) if version_file.is_file() else 0
+        super().__init__(target, settings)
+        self.sleep_s = self.number("sleep_s")
+        self.sleep_attempts = int(self.number("sleep_attempts"))
+        self.kill_attempts = int(self.number("kill_attempts"))
+        self.block_s = self.number("block_s")
 
     async def run_migrations(self) -> MigrationSteps:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -69,9 +52,7 @@ class ScriptedAdapter:
             except asyncio.CancelledError:
                 (self.state_dir / f"cancelled-{attempt}").touch()
                 raise
-        before = await self.read_version()
-        (self.state_dir / "version").write_text(str(HEAD_VERSION))
-        return MigrationSteps(before, HEAD_VERSION, tuple(s.name for s in steps_after(before)))
+        return await self.record_head()
 
-    async def close(self) -> None:
-        return None
+
+scripted_url = ScriptedAdapter.url

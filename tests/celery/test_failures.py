@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.celery.conftest import CeleryEnv, Cli, ServiceProcess, wait_until
+from tests.celery.conftest import CeleryEnv, Cli
 from tests.celery.fake_adapters import scripted_url
-from tests.celery.helpers import received, run_rows, runs
+from tests.celery.helpers import received
+from tests.support.processes import ServiceProcess, wait_until
+from tests.support.rows import run_rows, runs
 
 pytestmark = pytest.mark.slow
 LOCK_TTL_S = 2.0  # DATASET_LOCK_TTL_S in the Celery tests' environment
@@ -47,8 +49,8 @@ def test_child_killed_mid_dataset_is_redelivered_and_the_run_finishes(
     assert "succeeded (deploy)" in out
     # Redelivery, one lock TTL for the dead child's lock, a fresh pool child, the work itself.
     assert finished_s < LOCK_TTL_S + 15
-    (run,) = runs(celery_env)
-    rows = run_rows(celery_env, run["id"])
+    (run,) = runs(celery_env.settings)
+    rows = run_rows(celery_env.settings, run["id"])
     assert rows[victim]["status"] == "succeeded"
     assert rows[victim]["attempts"] == 2
     assert {rows[d]["status"] for d in others} == {"succeeded"}
@@ -75,8 +77,8 @@ def test_dataset_whose_worker_always_dies_is_failed_after_max_attempts(
         "attempt(s) started and never finished (worker process killed or lost); not trying again"
     ) in result.stdout
     assert sorted(p.name for p in state.glob("attempt-*.pid")) == ["attempt-1.pid", "attempt-2.pid"]
-    (run,) = runs(celery_env)
-    rows = run_rows(celery_env, run["id"])
+    (run,) = runs(celery_env.settings)
+    rows = run_rows(celery_env.settings, run["id"])
     assert (rows[poison]["status"], rows[poison]["attempts"]) == ("failed", 2)
     assert rows[healthy]["status"] == "succeeded"
     assert received(worker.log(), "tasks.migrate_dataset") == 4  # 2 killed, 1 refused, 1 healthy
@@ -98,8 +100,8 @@ def test_subtask_past_its_soft_time_limit_is_recorded_timed_out(
     assert (
         f"timed_out: slow ({slow}): SoftTimeLimitExceeded: exceeded DATASET_SOFT_TIME_LIMIT_S=3"
     ) in result.stdout
-    (run,) = runs(celery_env)
-    rows = run_rows(celery_env, run["id"])
+    (run,) = runs(celery_env.settings)
+    rows = run_rows(celery_env.settings, run["id"])
     assert rows[slow]["status"] == "timed_out"
     assert 2_800 <= rows[slow]["duration_ms"] < 10_000  # measured from the task's own start
     assert rows[quick]["status"] == "succeeded"
@@ -123,8 +125,8 @@ def test_subtask_killed_at_the_hard_time_limit_still_lets_the_run_finish(
     result = cli.run("enqueue", "--wait", "--timeout", "60")
 
     assert result.returncode == 2, result.stderr
-    (run,) = runs(celery_env)
-    rows = run_rows(celery_env, run["id"])
+    (run,) = runs(celery_env.settings)
+    rows = run_rows(celery_env.settings, run["id"])
     assert rows[stuck]["status"] == "failed"
     assert rows[stuck]["error"].startswith(f"NoOutcomeError: dataset {stuck}: no outcome")
     assert rows[quick]["status"] == "succeeded"

@@ -6,11 +6,15 @@ import json
 import uuid
 
 from migrator.constants import RESULT_FAILED_IDS_MAX, RESULT_NAME_CHARS
-from migrator.dataset_job import describe_error
 from migrator.datasets import MAX_NAME_CHARS
-from migrator.distributed import summary_from_result, summary_result
+from migrator.runs.summary import (
+    DatasetOutcome,
+    RunSummary,
+    describe_error,
+    summary_from_result,
+    summary_result,
+)
 from migrator.settings import Settings
-from migrator.summary import DatasetOutcome, RunSummary
 
 
 def test_a_dataset_outcome_with_a_huge_error_is_under_one_kilobyte(settings: Settings) -> None:

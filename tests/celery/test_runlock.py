@@ -10,9 +10,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from migrator.distributed import claim_run
-from migrator.runlock import (
-    Heartbeat,
+from migrator.locks.heartbeat import Heartbeat
+from migrator.locks.redis import (
     LockRecord,
     Locks,
     RedisLock,
@@ -20,6 +19,7 @@ from migrator.runlock import (
     confirm_run_lock,
     redis_client,
 )
+from migrator.runs.trigger import claim_run
 from tests.celery.conftest import CeleryEnv, RedisAccount
 from tests.celery.helpers import record_idle_run
 
@@ -48,12 +48,12 @@ def test_only_the_owner_extends_or_releases(locks: Locks) -> None:
 
 
 def test_a_lock_nobody_extends_lapses_and_a_heartbeat_keeps_it(locks: Locks) -> None:
-    lapsing = locks.dataset_lock(str(uuid.uuid4()))
+    lapsing = locks.subtask_lock(str(uuid.uuid4()))
     assert lapsing.acquire(LockRecord.new("run-a", token="t1"))
     time.sleep(0.8)
     assert lapsing.holder() is None
 
-    kept = locks.dataset_lock(str(uuid.uuid4()))
+    kept = locks.subtask_lock(str(uuid.uuid4()))
     assert kept.acquire(LockRecord.new("run-a", token="t2"))
     beat = Heartbeat.for_locks([(kept, "t2")]).start()
     time.sleep(1.5)
@@ -64,7 +64,7 @@ def test_a_lock_nobody_extends_lapses_and_a_heartbeat_keeps_it(locks: Locks) -> 
 
 
 def test_acquire_waiting_gets_a_lock_once_its_holder_lets_it_lapse(locks: Locks) -> None:
-    lock = locks.dataset_lock(str(uuid.uuid4()))
+    lock = locks.subtask_lock(str(uuid.uuid4()))
     assert lock.acquire(LockRecord.new("run-a", token="dead"))
 
     started = time.monotonic()

@@ -13,16 +13,12 @@ import pytest
 import redis
 
 from migrator.constants import RUN_LOCK_KEY
-from tests.celery.conftest import CeleryEnv, Cli, ServiceProcess
-from tests.celery.helpers import (
-    cached_versions,
-    failing_migrations,
-    json_out,
-    parent_result,
-    received,
-    run_rows,
-    runs,
-)
+from migrator.vector.schema import HEAD_VERSION
+from tests.celery.conftest import CeleryEnv, Cli
+from tests.celery.helpers import failing_migrations, json_out, parent_result, received
+from tests.support.migrations import control_plane_head
+from tests.support.processes import ServiceProcess
+from tests.support.rows import cached_versions, run_rows, runs
 
 pytestmark = pytest.mark.slow
 WAIT = ("--wait", "--timeout", "60")
@@ -56,19 +52,23 @@ def test_deploy_trigger_migrates_every_dataset(
     )
     assert f"run {run_id}: enqueued (trigger deploy)" in result.stderr
     assert f"run {run_id}: 3/3 datasets done, 0 failed" in result.stderr
-    (run,) = runs(celery_env)
+    (run,) = runs(celery_env.settings)
     assert (run["id"], run["trigger"], run["status"]) == (run_id, "deploy", "succeeded")
     assert run["celery_task_id"] == run_id
-    assert run["relational_after"] == "0003"
-    rows = run_rows(celery_env, run_id)
+    assert run["relational_after"] == control_plane_head()
+    rows = run_rows(celery_env.settings, run_id)
     assert {r["status"] for r in rows.values()} == {"succeeded"}
     assert all(r["attempts"] == 1 and r["started_at"] and r["finished_at"] for r in rows.values())
-    assert cached_versions(celery_env) == dict.fromkeys(ids, 3)
+    assert cached_versions(celery_env.settings) == dict.fromkeys(ids, HEAD_VERSION)
     log = worker.log()
     assert received(log, "tasks.migrate_dataset") == 3
     for dataset_id, name in zip(ids, names, strict=True):
-        assert f'dataset={dataset_id} name="{name}" status=succeeded version=0->3' in log
-    assert f"Run {run_id} succeeded: relational 0003 -> 0003; datasets total=3 succeeded=3" in log
+        succeeded = f'dataset={dataset_id} name="{name}" status=succeeded'
+        assert f"{succeeded} version=0->{HEAD_VERSION}" in log
+    head = control_plane_head()
+    assert (
+        f"Run {run_id} succeeded: relational {head} -> {head}; datasets total=3 succeeded=3" in log
+    )
     assert redis_admin.exists(RUN_LOCK_KEY) == 0
     # The chord body answered the parent's id, with counts only: small at any run size.
     answer = parent_result(celery_env, run_id)
@@ -101,7 +101,7 @@ def test_one_broken_dataset_fails_alone_and_retry_failed_takes_only_it(
         result.stdout
     )
     assert "is not a directory" in result.stdout
-    rows = run_rows(celery_env, run_id)
+    rows = run_rows(celery_env.settings, run_id)
     assert {d: rows[d]["status"] for d in good} == dict.fromkeys(good, "succeeded")
     assert rows[broken]["status"] == "failed"
     log = worker.log()
@@ -119,9 +119,9 @@ def test_one_broken_dataset_fails_alone_and_retry_failed_takes_only_it(
     summary = json_out(retry)
     assert summary["counts"] == {"succeeded": 1, "total": 1}
     assert [d["dataset_id"] for d in summary["datasets"]] == [broken]
-    retry_run = next(r for r in runs(celery_env) if r["id"] == summary["run_id"])
+    retry_run = next(r for r in runs(celery_env.settings) if r["id"] == summary["run_id"])
     assert retry_run["options"]["retry_of"] == run_id
-    assert cached_versions(celery_env)[broken] == 3
+    assert cached_versions(celery_env.settings)[broken] == 3
 
 
 def test_relational_failure_records_failed_run_and_sends_no_subtask(
@@ -139,10 +139,10 @@ def test_relational_failure_records_failed_run_and_sends_no_subtask(
 
     assert result.returncode == 1, result.stderr
     assert "RuntimeError: column clash in 0004" in result.stdout
-    (run,) = runs(celery_env)
+    (run,) = runs(celery_env.settings)
     assert run["status"] == "failed"
     assert run["error"].startswith("MigrationError: alembic upgrade head failed (exit 1)")
-    assert run_rows(celery_env, run["id"]) == {}
+    assert run_rows(celery_env.settings, run["id"]) == {}
     log = worker.log()
     assert f"Run {run['id']} failed in the relational step; no dataset was touched" in log
     assert received(log, "tasks.migrate_dataset") == 0
@@ -167,7 +167,9 @@ def test_zero_datasets_gives_an_empty_summary(
     assert "datasets: total=0 succeeded=0" in result.stdout
     assert "nothing pending" in result.stdout
     assert received(worker.log(), "tasks.migrate_dataset") == 0
-    assert [(r["status"], r["total_count"]) for r in runs(celery_env)] == [("succeeded", 0)] * 2
+    assert [(r["status"], r["total_count"]) for r in runs(celery_env.settings)] == [
+        ("succeeded", 0)
+    ] * 2
 
 
 def test_subset_then_verify_then_unknown_id(
@@ -180,15 +182,18 @@ def test_subset_then_verify_then_unknown_id(
 
     assert subset.returncode == 0, subset.stderr
     assert {d["dataset_id"] for d in json_out(subset)["datasets"]} == {a, b}
-    assert cached_versions(celery_env) == {a: 3, b: 3, c: 0}
+    assert cached_versions(celery_env.settings) == {a: HEAD_VERSION, b: HEAD_VERSION, c: 0}
 
     verify = cli.run("enqueue", "--verify", *WAIT, "--json")
 
     assert verify.returncode == 0, verify.stderr
     outcomes = {d["dataset_id"]: d for d in json_out(verify)["datasets"]}
     assert set(outcomes) == {a, b, c}  # every active dataset is opened, not only pending ones
-    assert (outcomes[a]["version_before"], outcomes[a]["version_after"]) == (3, 3)
-    assert (outcomes[c]["version_before"], outcomes[c]["version_after"]) == (0, 3)
+    assert (outcomes[a]["version_before"], outcomes[a]["version_after"]) == (
+        HEAD_VERSION,
+        HEAD_VERSION,
+    )
+    assert (outcomes[c]["version_before"], outcomes[c]["version_after"]) == (0, HEAD_VERSION)
 
     unknown = str(uuid.uuid4())
     refused = cli.run("enqueue", "--dataset", unknown, *WAIT)
@@ -196,7 +201,7 @@ def test_subset_then_verify_then_unknown_id(
     assert refused.returncode == 64
     assert refused.stderr.strip() == f"FAILED: unknown dataset id(s): {unknown}"
     assert redis_admin.exists(RUN_LOCK_KEY) == 0
-    assert len(runs(celery_env)) == 2
+    assert len(runs(celery_env.settings)) == 2
 
 
 def test_single_user_mode_migrates_the_default_engine(
@@ -212,6 +217,7 @@ def test_single_user_mode_migrates_the_default_engine(
     summary = json_out(result)
     assert summary["counts"] == {"succeeded": 1, "total": 1}
     (outcome,) = summary["datasets"]
-    assert (outcome["dataset_id"], outcome["version_after"]) == ("default", 3)
+    assert (outcome["dataset_id"], outcome["version_after"]) == ("default", HEAD_VERSION)
     assert (Path(celery_env.settings.vector_db_url) / "default").is_dir()
-    assert 'dataset=default name="default" status=succeeded version=0->3' in worker.log()
+    succeeded = 'dataset=default name="default" status=succeeded'
+    assert f"{succeeded} version=0->{HEAD_VERSION}" in worker.log()

@@ -7,8 +7,9 @@ import uuid
 import pytest
 
 from migrator.constants import TASK_SCHEDULED_CHECK
-from tests.celery.conftest import CeleryEnv, Cli, RedisAccount, ServiceProcess
+from tests.celery.conftest import CeleryEnv, Cli, RedisAccount
 from tests.celery.helpers import received
+from tests.support.processes import ServiceProcess
 from worker import create_app
 
 pytestmark = pytest.mark.slow

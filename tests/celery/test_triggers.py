@@ -12,10 +12,12 @@ import pytest
 import redis
 
 from migrator.constants import RUN_LOCK_KEY
-from migrator.runlock import LockRecord
-from tests.celery.conftest import CeleryEnv, Cli, ServiceProcess, wait_until
+from migrator.locks.redis import LockRecord
+from tests.celery.conftest import CeleryEnv, Cli
 from tests.celery.fake_adapters import scripted_url
-from tests.celery.helpers import json_out, received, record_idle_run, run_rows, runs
+from tests.celery.helpers import json_out, received, record_idle_run
+from tests.support.processes import ServiceProcess, wait_until
+from tests.support.rows import run_rows, runs
 
 pytestmark = pytest.mark.slow
 
@@ -50,8 +52,8 @@ def test_three_triggers_at_once_make_one_run_and_two_attach(
     assert sum(f"run {run_id}: enqueued (trigger deploy)" in e for e in errs) == 1
     attached = f"run {run_id}: already in progress (trigger deploy); attaching to it"
     assert sum(attached in e for e in errs) == 2
-    assert len(runs(celery_env)) == 1
-    assert set(run_rows(celery_env, run_id)) == {slow, quick}
+    assert len(runs(celery_env.settings)) == 1
+    assert set(run_rows(celery_env.settings, run_id)) == {slow, quick}
     assert received(worker.log(), "tasks.migrate_run") == 1
 
     assert busy.returncode == 3
@@ -108,7 +110,7 @@ def test_stale_running_run_is_failed_and_its_lock_taken_over(
     new_id = json_out(result)["run_id"]
     assert new_id != dead_id
     assert f"run {new_id}: enqueued" in result.stderr
-    dead_run = next(r for r in runs(celery_env) if r["id"] == dead_id)
+    dead_run = next(r for r in runs(celery_env.settings) if r["id"] == dead_id)
     assert dead_run["status"] == "failed"
     assert re.match(
         rf"StaleRunError: run {dead_id} made no progress for 36\d\ds", dead_run["error"]

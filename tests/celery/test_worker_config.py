@@ -18,7 +18,7 @@ from migrator.constants import (
 )
 from migrator.errors import WorkerConfigError
 from migrator.settings import Settings
-from tests.celery.conftest import BIN
+from tests.support.processes import BIN
 from worker.config import celery_config, ssl_options, validate_limits
 
 

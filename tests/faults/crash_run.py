@@ -16,7 +16,7 @@ import signal
 import sys
 from typing import Any
 
-from migrator.runner import run_startup_migrations
+from migrator.runs.inprocess import run_startup_migrations
 from migrator.vector.lancedb_adapter import LanceDBAdapter
 from migrator.vector.pgvector_adapter import PgVectorAdapter
 from migrator.vector.registry import register_adapter

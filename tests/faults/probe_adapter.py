@@ -15,37 +15,21 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from migrator.vector.base import MigrationSteps
-from migrator.vector.schema import HEAD_VERSION, steps_after
+from tests.support.fake_adapter import FakeAdapter
 
 PROVIDER = "probe"
 
 
-def probe_url(state_dir: Path, **behaviour: float) -> str:
-    query = "&".join(f"{k}={v}" for k, v in behaviour.items())
-    return f"{PROVIDER}://{state_dir}" + (f"?{query}" if query else "")
-
-
-class ProbeAdapter:
+class ProbeAdapter(FakeAdapter):
     provider = PROVIDER
+    server_key = "probe-server"
 
     def __init__(self, target: Any, settings: Any) -> None:
-        parts = urlsplit(target.url)
-        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        self.state_dir = Path(parts.path)
-        self.sleep_s = float(query.get("sleep_s", 0))
-
-    @classmethod
-    def normalise_url(cls, url: str) -> tuple[str, str]:
-        return url, "probe-server"
-
-    async def read_version(self) -> int:
-        version_file = self.state_dir / "version"
-        return int(version_file.read_text()) if version_file.is_file() else 0
+        super().__init__(target, settings)
+        self.sleep_s = self.number("sleep_s")
 
     async def run_migrations(self) -> MigrationSteps:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -65,12 +49,10 @@ class ProbeAdapter:
             entered.write(f"{os.getpid()} {started:.6f}\n")
         try:
             await asyncio.sleep(self.sleep_s)
-            before = await self.read_version()
-            (self.state_dir / "version").write_text(str(HEAD_VERSION))
+            return await self.record_head()
         finally:
             if fd is not None:
                 inflight.unlink()
-        return MigrationSteps(before, HEAD_VERSION, tuple(s.name for s in steps_after(before)))
 
-    async def close(self) -> None:
-        return None
+
+probe_url = ProbeAdapter.url

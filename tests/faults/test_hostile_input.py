@@ -21,7 +21,7 @@ from migrator.constants import (
 )
 from migrator.datasets import add_dataset
 from migrator.errors import MessageRefusedError, UsageError
-from migrator.plan import RunRequest
+from migrator.runs.request import RunRequest
 from tests.faults.conftest import Scenario
 from tests.faults.world import World
 from worker import create_app

@@ -23,9 +23,10 @@ import time
 import pytest
 
 from migrator.constants import QUEUE_NAME, TASK_MIGRATE_DATASET, TASK_MIGRATE_RUN
-from tests.conftest import PROJECT_ROOT
 from tests.faults.conftest import Scenario
-from tests.faults.world import World, wait_until
+from tests.faults.world import World
+from tests.support.environment import PROJECT_ROOT
+from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,6 @@ import itertools
 import json
 import os
 import random
-import shutil
 import subprocess
 import threading
 import time
@@ -32,10 +31,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrator.constants import RUN_LOCK_KEY, SERVER_SLOTS_PREFIX
 from migrator.models import dataset_databases
-from tests.conftest import PROJECT_ROOT
 from tests.faults.conftest import Scenario
 from tests.faults.servers import PgServer
-from tests.faults.world import World, wait_until
+from tests.faults.world import World
+from tests.support.migrations import (
+    control_plane_head,
+    copy_migrations,
+    revision_after,
+    revision_source,
+)
+from tests.support.processes import wait_until
 
 pytestmark = [pytest.mark.long, pytest.mark.timeout(1800)]
 
@@ -158,27 +163,14 @@ def test_per_server_cap_holds_across_workers(world: World, scenario: Scenario) -
 
 # --- the storm ------------------------------------------------------------------------------
 
-REVISION = '''"""fault scenario change {n}"""
-from alembic import op
-
-revision = "{rev}"
-down_revision = "{down}"
-branch_labels = None
-depends_on = None
-
-
-def upgrade() -> None:
-    op.execute(
-        "CREATE TABLE IF NOT EXISTS fault_upgrades (revision text NOT NULL, "
-        "applied_at timestamptz NOT NULL DEFAULT clock_timestamp(), pid integer NOT NULL "
-        "DEFAULT pg_backend_pid())"
-    )
-    op.execute("INSERT INTO fault_upgrades (revision) VALUES ('{rev}')")
-
-
-def downgrade() -> None:
-    pass
-'''
+CHANGE_BODY = """
+op.execute(
+    "CREATE TABLE IF NOT EXISTS fault_upgrades (revision text NOT NULL, "
+    "applied_at timestamptz NOT NULL DEFAULT clock_timestamp(), pid integer NOT NULL "
+    "DEFAULT pg_backend_pid())"
+)
+op.execute("INSERT INTO fault_upgrades (revision) VALUES ('{rev}')")
+"""
 
 
 @dataclass
@@ -195,9 +187,10 @@ class Storm:
 
     def change_schema(self) -> str:
         """A new control-plane revision appears (a deploy of a new release)."""
-        down = self.revisions[-1] if self.revisions else "0003"
-        rev = f"{len(self.revisions) + 4:04d}"
-        text = REVISION.format(n=len(self.revisions) + 1, rev=rev, down=down)
+        down = self.revisions[-1] if self.revisions else control_plane_head()
+        rev = revision_after(down)
+        message = f"fault scenario change {len(self.revisions) + 1}"
+        text = revision_source(rev, down, CHANGE_BODY.format(rev=rev), message)
         staged = self.versions / f".{rev}.tmp"
         staged.write_text(text)
         staged.rename(self.versions / f"{rev}_fault_change.py")  # appears whole, at once
@@ -214,16 +207,6 @@ class Storm:
             self.world.outputs.append(out + err)
             self.finished.append((kind, process.returncode, time.monotonic() - fired_at))
         self.fired.clear()
-
-
-def _copy_migrations(root: Path) -> Path:
-    shutil.copytree(
-        PROJECT_ROOT / "migrations",
-        root / "migrations",
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
-    shutil.copy(PROJECT_ROOT / "alembic.ini", root / "alembic.ini")
-    return root / "alembic.ini"
 
 
 def _overlaps(intervals: list[tuple[Any, Any, str]]) -> list[tuple[str, str]]:
@@ -243,7 +226,7 @@ def test_triggers_storm(world: World, scenario: Scenario) -> None:
         "same instant; beat checking every 2 s with action=enqueue; a new control-plane "
         "revision every ~40 s; new and drifted datasets meanwhile",
     )
-    alembic_ini = _copy_migrations(world.root / "alembic-live")
+    alembic_ini = copy_migrations(world.root / "alembic-live")
     world.configure(
         ALEMBIC_CONFIG=alembic_ini,
         MIGRATION_CHECK_INTERVAL_S=2,
@@ -304,7 +287,7 @@ def test_triggers_storm(world: World, scenario: Scenario) -> None:
     # Exactly one relational upgrade per change, each by one run.
     assert Counter(r for r, _ in upgrades) == dict.fromkeys(storm.revisions, 1)
     upgrading = [r for r in runs if r["relational_before"] != r["relational_after"]]
-    chain = ["0003"] + [r["relational_after"] for r in upgrading]
+    chain = [control_plane_head()] + [r["relational_after"] for r in upgrading]
     assert [r["relational_before"] for r in upgrading] == chain[:-1]  # no gap, no repeat
     assert chain[-1] == storm.revisions[-1] == runs[-1]["relational_after"]
     # Never two runs at once: recorded intervals, and what the watcher saw as it happened.

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from tests.faults.conftest import Scenario
-from tests.faults.world import Dataset, World, wait_until
+from tests.faults.world import Dataset, World
+from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,8 @@ import time
 import pytest
 
 from tests.faults.conftest import Scenario
-from tests.faults.world import World, ordered_id, wait_until
+from tests.faults.world import World, ordered_id
+from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.slow
 

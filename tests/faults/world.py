@@ -10,37 +10,40 @@ real processes. Datasets are seeded at vector schema 1 with rows whose every byt
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import re
-import signal
 import subprocess
-import sys
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import redis
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from migrator.constants import COLLECTION_NAME, QUEUE_NAME, VECTOR_VERSION_TABLE
+from migrator.constants import COLLECTION_NAME, VECTOR_VERSION_TABLE
 from migrator.datasets import add_dataset
 from migrator.db import control_plane
 from migrator.models import dataset_databases, datasets, migration_run_datasets, migration_runs
-from migrator.records import utcnow
 from migrator.settings import Settings
 from migrator.vector.base import DatasetTarget
 from migrator.vector.pgvector_adapter import INDEX_NAME
 from migrator.vector.registry import adapter_factory
-from tests.conftest import PROJECT_ROOT
-from tests.faults.probe_adapter import probe_url
+from migrator.vector.schema import HEAD_VERSION
+from tests.faults.probe_adapter import ProbeAdapter, probe_url
 from tests.faults.servers import PgCluster, PgServer, RedisServer
+from tests.support import processes, rows
+from tests.support.environment import BASE_ENV, as_env, child_environment, on_control_plane
+from tests.support.processes import (
+    ServiceProcess,
+    popen_migrator,
+    run_migrator,
+    wait_until,
+)
+from tests.support.rows import RawDataset, insert_raw, set_cached
+from tests.support.services import pg_connection, pg_execute
 from tests.vector.helpers import (
     expected,
     lance_read,
@@ -51,7 +54,8 @@ from tests.vector.helpers import (
     sample_rows,
 )
 
-BIN = Path(sys.executable).parent
+T = TypeVar("T")
+
 ROWS = 12
 DIMENSION = 8
 VECTOR_DATABASE = "vectors"
@@ -59,16 +63,13 @@ WORKER_READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 SEED_CONCURRENCY = 8
 
-# What every scenario's processes start from: short lock TTLs and limits that nest.
-BASE_ENV = {
+# What every scenario's processes start from: the broker tests' base, small vectors, a short
+# connect timeout.
+WORLD_ENV = {
+    **BASE_ENV,
     "VECTOR_DIMENSION": str(DIMENSION),
     "VECTOR_DB_USERNAME": "postgres",
-    "DATASET_LOCK_TTL_S": "2",
-    "DATASET_SOFT_TIME_LIMIT_S": "30",
-    "DATASET_TIME_LIMIT_S": "45",
-    "RUN_STALE_AFTER_S": "120",
     "CONNECT_TIMEOUT_S": "3",
-    "LOG_LEVEL": "INFO",
 }
 
 
@@ -110,48 +111,6 @@ class DatasetCheck:
         )
 
 
-@dataclass
-class ServiceProcess:
-    """A worker, beat or other long-lived process of a scenario; output goes to ``log_path``."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for_log(self, pattern: str, timeout_s: float = 30.0) -> re.Match[str]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            found = re.search(pattern, self.log())
-            if found:
-                return found
-            if self.process.poll() is not None:
-                raise AssertionError(
-                    f"{self.name} exited ({self.process.returncode}):\n{self.log()}"
-                )
-            time.sleep(0.1)
-        raise AssertionError(f"no {pattern!r} in {self.name}'s log within {timeout_s}s")
-
-    @property
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group: the main process and every pool child at once."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(STOP_TIMEOUT_S)
-
-    def stop(self) -> None:
-        if self.alive:
-            self.process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(STOP_TIMEOUT_S)
-        self.kill()  # leftover pool children, if any
-
-
 class World:
     """One deployment for one scenario. Everything it starts, it stops in ``close``."""
 
@@ -174,7 +133,7 @@ class World:
         self.scratch = scratch
         self._make_settings = make_settings
         self.overrides: dict[str, str] = {
-            **BASE_ENV,
+            **WORLD_ENV,
             "DATABASE_URL": core.dsn(control_database),
             "REDIS_URL": redis_server.url(),
             "VECTOR_DB_PASSWORD": vector_cluster.password,
@@ -197,25 +156,16 @@ class World:
         return [self.core.password, self.vector_cluster.password, self.redis.password]
 
     def configure(self, **overrides: object) -> Settings:
-        self.overrides.update({k.upper(): str(v) for k, v in overrides.items()})
+        self.overrides.update(as_env(overrides))
         self.settings = self._make_settings(**self.overrides)
         return self.settings
 
     def environment(self, **overrides: object) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(self.overrides)
-        env.update({k.upper(): str(v) for k, v in overrides.items()})
-        env["PYTHONPATH"] = str(PROJECT_ROOT)
-        return env
+        return child_environment(self.overrides, overrides)
 
-    def run(self, work: Callable[[AsyncEngine], Awaitable[Any]]) -> Any:
+    def run(self, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
         """``work(engine)`` against the control plane, in a fresh loop."""
-
-        async def go() -> Any:
-            async with control_plane(self.settings) as engine:
-                return await work(engine)
-
-        return asyncio.run(go())
+        return on_control_plane(self.settings, work)
 
     # --- servers ---------------------------------------------------------------------------
 
@@ -267,7 +217,7 @@ class World:
                     data = sample_rows(rows, DIMENSION, seed=i)
                     await _pg_insert(dataset, data)
                     dataset.rows = pg_expected(data)
-                    await _set_cached(engine, dataset.id, 1)
+                    await set_cached(engine, dataset.id, 1)
                     return dataset
 
             return list(await asyncio.gather(*(one(i) for i in range(count))))
@@ -290,7 +240,7 @@ class World:
                 data = sample_rows(rows, DIMENSION, seed=100 + i)
                 await lance_write(dataset.url, data, DIMENSION)
                 dataset.rows = expected(data)
-                await _set_cached(engine, dataset.id, 1)
+                await set_cached(engine, dataset.id, 1)
                 made.append(dataset)
         return made
 
@@ -324,66 +274,21 @@ class World:
             for i in range(count)
         ]
 
-        async def insert(engine: AsyncEngine) -> None:
-            now = utcnow()
-            async with engine.begin() as conn:
-                await conn.execute(
-                    datasets.insert(),
-                    [{"id": d.id, "name": d.name, "owner": "t", "created_at": now} for d in made],
-                )
-                await conn.execute(
-                    dataset_databases.insert(),
-                    [
-                        {
-                            "dataset_id": d.id,
-                            "vector_provider": "probe",
-                            "url": d.url,
-                            "connection_info": {},
-                            "server_key": "probe-server",
-                        }
-                        for d in made
-                    ],
-                )
-
-        self.run(insert)
+        raw = [RawDataset(d.name, d.provider, d.url, d.id, ProbeAdapter.server_key) for d in made]
+        self.run(lambda engine: insert_raw(engine, raw))
         self.datasets += made
         return made
 
     def insert_raw(self, name: str, provider: str, url: str, dataset_id: str | None = None) -> str:
         """A registry row as a hand edit or an old release may have left it: no checks."""
-        dataset_id = dataset_id or str(uuid.uuid4())
-
-        async def insert(engine: AsyncEngine) -> None:
-            async with engine.begin() as conn:
-                await conn.execute(
-                    datasets.insert().values(
-                        id=dataset_id, name=name, owner="hand", created_at=utcnow()
-                    )
-                )
-                await conn.execute(
-                    dataset_databases.insert().values(
-                        dataset_id=dataset_id, vector_provider=provider, url=url, connection_info={}
-                    )
-                )
-
-        self.run(insert)
-        return dataset_id
+        raw = RawDataset(name, provider, url, dataset_id or "", owner="hand")
+        (made,) = self.run(lambda engine: insert_raw(engine, [raw]))
+        return made
 
     # --- processes -------------------------------------------------------------------------
 
-    def _start(self, name: str, command: list[str], overrides: dict[str, object]) -> ServiceProcess:
-        log_path = self.root / f"{name}.log"
-        with log_path.open("wb") as log_file:
-            process = subprocess.Popen(
-                command,
-                cwd=self.root,
-                env=self.environment(**overrides),
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # its own process group: killpg reaches every child
-            )
-        service = ServiceProcess(name, process, log_path)
+    def _started(self, service: ServiceProcess) -> ServiceProcess:
+        service.stop_timeout_s = STOP_TIMEOUT_S
         self.services.append(service)
         return service
 
@@ -391,73 +296,32 @@ class World:
         self, *, concurrency: int = 2, wait: bool = True, **overrides: object
     ) -> ServiceProcess:
         index = sum(s.name.startswith("worker") for s in self.services)
-        name = f"worker{index}"
-        command = [
-            str(BIN / "celery"),
-            "-A",
-            "worker",
-            "worker",
-            "--loglevel",
-            str(overrides.get("LOG_LEVEL", self.overrides["LOG_LEVEL"])),
-            "--concurrency",
-            str(concurrency),
-            "--queues",
-            QUEUE_NAME,
-            "--include",
-            "tests.faults.worker_plugins",
-            "--hostname",
-            f"{name}-{uuid.uuid4().hex[:6]}@%h",
-            "--without-mingle",
-            "--without-gossip",
-            "--without-heartbeat",
-        ]
-        worker = self._start(name, command, overrides)
-        if wait:
-            worker.wait_for_log(r"\S+@\S+ ready\.", WORKER_READY_TIMEOUT_S)
-        return worker
+        worker = processes.start_worker(
+            f"worker{index}",
+            include="tests.faults.worker_plugins",
+            env=self.environment(**overrides),
+            cwd=self.root,
+            concurrency=concurrency,
+            loglevel=str(overrides.get("LOG_LEVEL", self.overrides["LOG_LEVEL"])),
+            ready_timeout_s=WORKER_READY_TIMEOUT_S if wait else None,
+        )
+        return self._started(worker)
 
     def start_beat(self, **overrides: object) -> ServiceProcess:
-        command = [
-            str(BIN / "celery"),
-            "-A",
-            "worker",
-            "beat",
-            "--loglevel",
-            "INFO",
-            "--schedule",
-            str(self.root / "celerybeat-schedule"),
-        ]
-        beat = self._start("beat", command, overrides)
-        beat.wait_for_log(r"beat: Starting\.\.\.")
-        return beat
+        return self._started(processes.start_beat(env=self.environment(**overrides), cwd=self.root))
 
     def cli(
         self, *args: str, timeout_s: float = 120.0, **overrides: object
     ) -> subprocess.CompletedProcess[str]:
         """Run ``migrator ARGS``; its output is kept for the secrets check."""
-        result = subprocess.run(
-            [str(BIN / "migrator"), *args],
-            cwd=self.root,
-            env=self.environment(**overrides),
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            stdin=subprocess.DEVNULL,
-        )
+        env = self.environment(**overrides)
+        result = run_migrator(*args, env=env, cwd=self.root, timeout_s=timeout_s)
         self.outputs.append(result.stdout + result.stderr)
         return result
 
     def cli_popen(self, *args: str, **overrides: object) -> subprocess.Popen[str]:
         """Start ``migrator ARGS`` in the background (collect it with ``communicate``)."""
-        process = subprocess.Popen(
-            [str(BIN / "migrator"), *args],
-            cwd=self.root,
-            env=self.environment(**overrides),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
+        process = popen_migrator(*args, env=self.environment(**overrides), cwd=self.root)
         self.background.append(process)
         return process
 
@@ -499,61 +363,24 @@ class World:
     # --- reading the outcome ---------------------------------------------------------------
 
     def runs(self) -> list[dict[str, Any]]:
-        async def read(engine: AsyncEngine) -> list[dict[str, Any]]:
-            async with engine.connect() as conn:
-                rows = await conn.execute(
-                    sa.select(migration_runs).order_by(migration_runs.c.started_at)
-                )
-                return [dict(r._mapping) for r in rows]
-
-        result: list[dict[str, Any]] = self.run(read)
-        return result
+        return rows.runs(self.settings)
 
     def run_rows(self, run_id: str) -> dict[str, dict[str, Any]]:
-        async def read(engine: AsyncEngine) -> dict[str, dict[str, Any]]:
-            async with engine.connect() as conn:
-                rows = await conn.execute(
-                    sa.select(migration_run_datasets).where(
-                        migration_run_datasets.c.run_id == run_id
-                    )
-                )
-                return {r.dataset_id: dict(r._mapping) for r in rows}
-
-        result: dict[str, dict[str, Any]] = self.run(read)
-        return result
+        return rows.run_rows(self.settings, run_id)
 
     def all_run_rows(self) -> list[dict[str, Any]]:
-        async def read(engine: AsyncEngine) -> list[dict[str, Any]]:
-            async with engine.connect() as conn:
-                rows = await conn.execute(sa.select(migration_run_datasets))
-                return [dict(r._mapping) for r in rows]
-
-        result: list[dict[str, Any]] = self.run(read)
-        return result
+        return rows.all_run_rows(self.settings)
 
     def cached_versions(self) -> dict[str, int]:
-        async def read(engine: AsyncEngine) -> dict[str, int]:
-            async with engine.connect() as conn:
-                rows = await conn.execute(
-                    sa.select(
-                        dataset_databases.c.dataset_id, dataset_databases.c.vector_schema_version
-                    )
-                )
-                return {d: v for d, v in rows}
-
-        result: dict[str, int] = self.run(read)
-        return result
+        return rows.cached_versions(self.settings)
 
     def check(self, chosen: Sequence[Dataset] | None = None) -> list[DatasetCheck]:
         """Read every dataset back (servers must be up): rows, version record, schema."""
         return asyncio.run(self._check(list(chosen if chosen is not None else self.datasets)))
 
     async def _check(self, chosen: list[Dataset]) -> list[DatasetCheck]:
-        async with control_plane(self.settings) as engine, engine.connect() as conn:
-            rows = await conn.execute(
-                sa.select(dataset_databases.c.dataset_id, dataset_databases.c.vector_schema_version)
-            )
-            cached = {d: v for d, v in rows}
+        async with control_plane(self.settings) as engine:
+            cached = await rows.read_cached_versions(engine)
         gate = asyncio.Semaphore(SEED_CONCURRENCY)
 
         async def one(dataset: Dataset) -> DatasetCheck:
@@ -570,7 +397,9 @@ class World:
     def at_head(self, chosen: Sequence[Dataset] | None = None) -> list[str]:
         """Datasets that are not at head, recorded and cached (empty when all are)."""
         return [
-            c.describe() for c in self.check(chosen) if c.lost or c.recorded != 3 or c.cached != 3
+            c.describe()
+            for c in self.check(chosen)
+            if c.lost or c.recorded != HEAD_VERSION or c.cached != HEAD_VERSION
         ]
 
     # --- secrets ---------------------------------------------------------------------------
@@ -642,31 +471,14 @@ def _redis_dump(client: redis.Redis) -> Iterable[str]:
 
 
 async def _admin_execute(server: PgServer, sql: str, database: str = "postgres") -> None:
-    conn = await asyncpg.connect(**server.admin_args(database))  # type: ignore[arg-type]
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+    await pg_execute(sql, **server.admin_args(database))
 
 
-@asynccontextmanager
-async def pg_admin(
+def pg_admin(
     server: PgServer, database: str = VECTOR_DATABASE
-) -> AsyncIterator[asyncpg.Connection]:
+) -> AbstractAsyncContextManager[asyncpg.Connection]:
     """The tests' side door (unix socket, trust); the vector type as its binary wire bytes."""
-    conn = await asyncpg.connect(**server.admin_args(database))  # type: ignore[arg-type]
-    try:
-        ext = await conn.fetchval(
-            "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n "
-            "ON n.oid = e.extnamespace WHERE e.extname = 'vector'"
-        )
-        if ext:
-            await conn.set_type_codec(
-                "vector", schema=ext, encoder=bytes, decoder=bytes, format="binary"
-            )
-        yield conn
-    finally:
-        await conn.close()
+    return pg_connection(**server.admin_args(database))
 
 
 def _target(dataset: Dataset) -> DatasetTarget:
@@ -691,15 +503,6 @@ async def _pg_insert(dataset: Dataset, rows: list[dict[str, Any]]) -> None:
         )
 
 
-async def _set_cached(engine: AsyncEngine, dataset_id: str, version: int) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(
-            dataset_databases.update()
-            .where(dataset_databases.c.dataset_id == dataset_id)
-            .values(vector_schema_version=version)
-        )
-
-
 def ordered_id(prefix: int, index: int) -> str:
     """A dataset id that sorts by ``prefix`` then ``index``."""
     return str(uuid.UUID(f"{prefix:08x}-0000-4000-8000-{index:012x}"))
@@ -711,19 +514,7 @@ async def _register(
     """What ``add_dataset`` stores, with an id of the test's choosing."""
     normalise = getattr(adapter_factory(provider), "normalise_url", None)
     url, server_key = normalise(url) if normalise else (url, "")
-    async with engine.begin() as conn:
-        await conn.execute(
-            datasets.insert().values(id=dataset_id, name=name, owner="t", created_at=utcnow())
-        )
-        await conn.execute(
-            dataset_databases.insert().values(
-                dataset_id=dataset_id,
-                vector_provider=provider,
-                url=url,
-                connection_info={},
-                server_key=server_key,
-            )
-        )
+    await insert_raw(engine, [RawDataset(name, provider, url, dataset_id, server_key)])
 
 
 def _prefix_version(present: Sequence[bool]) -> int:
@@ -815,13 +606,3 @@ async def _check_lancedb(dataset: Dataset, cached: int) -> DatasetCheck:
     rows = {k: v[:2] for k, v in found.items()}
     not_deleted = all(not v[2].get("is_deleted", False) for v in found.values())
     return DatasetCheck(dataset, rows == dataset.rows and not_deleted, recorded, actual, cached)
-
-
-def wait_until(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")

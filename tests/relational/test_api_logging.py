@@ -15,7 +15,10 @@ from migrator.datasets import add_dataset
 from migrator.db import control_plane
 from migrator.relational import upgrade_to_head
 from migrator.settings import Settings
-from tests.conftest import PROJECT_ROOT
+from tests.support.environment import PROJECT_ROOT
+from tests.support.migrations import control_plane_head
+
+HEAD = control_plane_head()
 
 PASSWORD = "Api-Log-Pw-7731"
 INIT_CONTAINER = "import asyncio, migrator; asyncio.run(migrator.run_startup_migrations())"
@@ -83,8 +86,11 @@ def test_init_container_one_liner_logs_at_info_to_stderr_without_the_password(
     result = _run(INIT_CONTAINER, _child_env())
 
     err = result.stderr
-    assert "INFO [migrator.runner] Run " in err and "(api): control plane 0003 -> 0003" in err
-    assert f"ERROR [migrator.dataset_job] dataset={dataset_id}" in err
+    assert (
+        "INFO [migrator.runs.inprocess] Run " in err
+        and f"(api): control plane {HEAD} -> {HEAD}" in err
+    )
+    assert f"ERROR [migrator.runs.dataset] dataset={dataset_id}" in err
     assert " partial: relational " in err and "failed=1" in err
     assert "alembic upgrade head output" not in err
     assert " DEBUG " not in err
@@ -110,7 +116,7 @@ def test_a_host_that_configured_logging_keeps_its_handlers_and_gets_the_records(
 
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert any(line.startswith("HOST INFO migrator.relational ") for line in lines), lines
-    assert any(line.startswith("HOST INFO migrator.runner Run ") for line in lines), lines
+    assert any(line.startswith("HOST INFO migrator.runs.inprocess Run ") for line in lines), lines
     assert all(not line.startswith("20") for line in lines), "the library added a handler"
     assert "library handlers: []" in result.stdout
     assert PASSWORD not in result.stderr
@@ -121,5 +127,5 @@ def test_the_library_handler_is_gone_after_the_run_so_a_later_basicconfig_works(
 ) -> None:
     result = _run(HOST_CONFIGURES_LATER, _child_env())
 
-    assert "INFO [migrator.runner] Run " in result.stderr
+    assert "INFO [migrator.runs.inprocess] Run " in result.stderr
     assert "root handlers: 1 library handlers: []" in result.stdout

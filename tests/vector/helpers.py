@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -12,14 +12,15 @@ import asyncpg
 import lancedb
 import numpy as np
 import pyarrow as pa
-import sqlalchemy as sa
 
 from migrator.constants import COLLECTION_NAME, VECTOR_VERSION_TABLE
 from migrator.db import control_plane
-from migrator.models import dataset_databases
 from migrator.settings import Settings
 from migrator.vector.base import DatasetTarget, VersionedAdapter
+from migrator.vector.lancedb_adapter import collection_schema
 from migrator.vector.registry import adapter_factory
+from tests.support.rows import RawDataset, cached_row, insert_raw
+from tests.support.services import pg_connection
 
 PROVIDER_OF_URL = {"postgresql": "pgvector"}
 
@@ -65,22 +66,12 @@ def sample_rows(count: int, dimension: int, seed: int = 7) -> list[dict[str, Any
     ]
 
 
-def lance_schema(dimension: int) -> pa.Schema:
-    return pa.schema(
-        [
-            pa.field("id", pa.string(), nullable=False),
-            pa.field("payload", pa.string()),
-            pa.field("vector", pa.list_(pa.float32(), dimension)),
-        ]
-    )
-
-
 async def lance_write(url: str, rows: list[dict[str, Any]], dimension: int) -> None:
     db = await lancedb.connect_async(url)
     try:
         table = await db.open_table(COLLECTION_NAME)
         data = [{**r, "vector": r["vector"].tolist()} for r in rows]
-        await table.add(pa.Table.from_pylist(data, schema=lance_schema(dimension)))
+        await table.add(pa.Table.from_pylist(data, schema=collection_schema(dimension)))
     finally:
         db.close()
 
@@ -126,22 +117,9 @@ def pg_connect_args(url: str) -> dict[str, Any]:
     return {"host": host, "port": parts.port or 5432, "database": parts.path.lstrip("/")}
 
 
-@asynccontextmanager
-async def pg_raw(url: str) -> AsyncIterator[asyncpg.Connection]:
+def pg_raw(url: str) -> AbstractAsyncContextManager[asyncpg.Connection]:
     """A plain connection; the vector type (if installed) travels in pgvector's binary format."""
-    conn = await asyncpg.connect(user="postgres", **pg_connect_args(url))
-    try:
-        ext = await conn.fetchval(
-            "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n "
-            "ON n.oid = e.extnamespace WHERE e.extname = 'vector'"
-        )
-        if ext:
-            await conn.set_type_codec(
-                "vector", schema=ext, encoder=bytes, decoder=bytes, format="binary"
-            )
-        yield conn
-    finally:
-        await conn.close()
+    return pg_connection(user="postgres", **pg_connect_args(url))
 
 
 def pg_vector_bytes(vector: np.ndarray) -> bytes:
@@ -176,29 +154,13 @@ def pg_expected(rows: list[dict[str, Any]]) -> dict[str, tuple[str | None, bytes
 
 
 async def cached(settings: Settings, dataset_id: str) -> Mapping[str, Any]:
-    async with control_plane(settings) as engine, engine.connect() as conn:
-        row = (
-            await conn.execute(
-                sa.select(dataset_databases).where(dataset_databases.c.dataset_id == dataset_id)
-            )
-        ).one()
-    return row._mapping
+    async with control_plane(settings) as engine:
+        return await cached_row(engine, dataset_id)
 
 
 async def insert_raw_dataset(settings: Settings, name: str, provider: str, url: str) -> str:
     """A row as an older release, a hand edit or an uninstalled plugin may have left it: the
     checks ``add_dataset`` makes are bypassed on purpose."""
-    from migrator.models import datasets
-    from migrator.records import utcnow
-
-    dataset_id = str(uuid.uuid4())
-    async with control_plane(settings) as engine, engine.begin() as conn:
-        await conn.execute(
-            datasets.insert().values(id=dataset_id, name=name, owner="t", created_at=utcnow())
-        )
-        await conn.execute(
-            dataset_databases.insert().values(
-                dataset_id=dataset_id, vector_provider=provider, url=url, connection_info={}
-            )
-        )
+    async with control_plane(settings) as engine:
+        (dataset_id,) = await insert_raw(engine, [RawDataset(name, provider, url)])
     return dataset_id

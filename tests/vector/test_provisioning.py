@@ -15,7 +15,7 @@ import pytest
 from migrator.datasets import add_dataset, list_datasets
 from migrator.db import control_plane
 from migrator.errors import BadDatasetURLError, UnknownProviderError, UsageError
-from migrator.runner import run_startup_migrations
+from migrator.runs.inprocess import run_startup_migrations
 from migrator.settings import Settings
 from tests.vector.helpers import cached, target, version_of
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from migrator.errors import UnknownProviderError
-from migrator.runner import run_startup_migrations
+from migrator.runs.inprocess import run_startup_migrations
 from migrator.settings import Settings
 from migrator.vector import registry
 from migrator.vector.lancedb_adapter import LanceDBAdapter
@@ -129,7 +129,7 @@ def test_an_adapter_without_run_migrations_is_skipped_with_a_warning(
 def test_migrate_target_skips_an_adapter_without_run_migrations(
     bare_plugin: str, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from migrator.dataset_job import migrate_target
+    from migrator.runs.dataset import migrate_target
 
     t = target("bare://anywhere")
     t = type(t)(t.dataset_id, t.name, bare_plugin, t.url)

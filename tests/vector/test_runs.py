@@ -21,9 +21,9 @@ import sqlalchemy as sa
 from migrator.datasets import add_dataset
 from migrator.db import control_plane
 from migrator.models import dataset_databases, migration_run_datasets
-from migrator.runner import run_startup_migrations
+from migrator.runs.inprocess import run_startup_migrations
+from migrator.runs.summary import RunSummary
 from migrator.settings import Settings
-from migrator.summary import RunSummary
 from tests.vector.helpers import cached, insert_raw_dataset, opened, target, version_of
 
 UrlFactory = Callable[[], str]

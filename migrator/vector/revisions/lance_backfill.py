@@ -52,7 +52,7 @@ def backfill_fragment(table_uri: str, fragment_id: int, backfill: Backfill) -> N
     # The output schema given up front: otherwise Lance probes the function with one row first,
     # and an embedding call is not free. No checkpoint_file: checkpoints live in the dataset.
     output = pa.schema([pa.field(SCRATCH_COLUMN, target.type)])
-    udf = BatchUDF(compute, output)  # type: ignore[no-untyped-call]
+    udf = BatchUDF(compute, output)
     metadata, _ = fragment.merge_columns(udf, columns=read, batch_size=backfill.batch_size)
     new_file = metadata.files[-1]
     new_file.fields = [field_id]
@@ -73,7 +73,7 @@ def _field_id(dataset: Any, name: str) -> int:
 
 def _shares_a_file(dataset: Any, fragment_id: int, field_id: int) -> bool:
     fragment: LanceFragment = dataset.get_fragment(fragment_id)
-    files: list[Any] = fragment.data_files()  # type: ignore[no-untyped-call]
+    files: list[Any] = fragment.data_files()
     return any(field_id in f.fields and len(f.fields) > 1 for f in files)
 
 
@@ -113,7 +113,7 @@ def _batch_function(
     return compute
 
 
-def _as_array(values: Any, target_type: pa.DataType, rows: int) -> pa.Array:
+def _as_array(values: Any, target_type: pa.DataType, rows: int) -> pa.Array[Any]:
     array = values if isinstance(values, pa.Array) else pa.array(list(values), type=target_type)
     if array.type != target_type:
         array = array.cast(target_type)

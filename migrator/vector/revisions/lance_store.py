@@ -17,22 +17,20 @@ from migrator.vector.revisions.history import (
 from migrator.vector.revisions.providers import RESERVED_PREFIX
 from migrator.vector.revisions.snapshot import CollectionInfo, Snapshot
 
-HISTORY_SCHEMA = pa.schema(
-    [
-        pa.field("revision", pa.string(), nullable=False),
-        pa.field("applied_at", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("duration_ms", pa.float64(), nullable=False),
-        pa.field("migrator_version", pa.string(), nullable=False),
-    ]
-)
-CHECKPOINT_SCHEMA = pa.schema(
-    [
-        pa.field("revision", pa.string(), nullable=False),
-        pa.field("step", pa.int32(), nullable=False),
-        pa.field("position", pa.string(), nullable=False),
-        pa.field("saved_at", pa.timestamp("us", tz="UTC"), nullable=False),
-    ]
-)
+_HISTORY_FIELDS: list[pa.Field[Any]] = [
+    pa.field("revision", pa.string(), nullable=False),
+    pa.field("applied_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    pa.field("duration_ms", pa.float64(), nullable=False),
+    pa.field("migrator_version", pa.string(), nullable=False),
+]
+HISTORY_SCHEMA = pa.schema(_HISTORY_FIELDS)
+_CHECKPOINT_FIELDS: list[pa.Field[Any]] = [
+    pa.field("revision", pa.string(), nullable=False),
+    pa.field("step", pa.int32(), nullable=False),
+    pa.field("position", pa.string(), nullable=False),
+    pa.field("saved_at", pa.timestamp("us", tz="UTC"), nullable=False),
+]
+CHECKPOINT_SCHEMA = pa.schema(_CHECKPOINT_FIELDS)
 
 
 def sql_string(value: str) -> str:
@@ -74,7 +72,7 @@ async def legacy_version(db: lancedb.AsyncConnection) -> int:
         return 0
     table = await db.open_table(LEGACY_VERSION_TABLE)
     versions = (await table.query().select(["version"]).to_arrow()).column("version")
-    return int(max(versions.to_pylist(), default=0))
+    return max((int(v) for v in versions.to_pylist() if v is not None), default=0)
 
 
 async def record_revision(db: lancedb.AsyncConnection, revision: str, duration_ms: float) -> None:

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from migrator.vector.revisions.types import ColumnType
 
-BackfillFn = Callable[[pa.RecordBatch], pa.Array | list[Any]]
+BackfillFn = Callable[[pa.RecordBatch], "pa.Array[Any] | list[Any]"]
 NativeFn = Callable[[Any], Awaitable[None] | None]
 
 

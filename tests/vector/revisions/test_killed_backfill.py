@@ -20,7 +20,7 @@ import pyarrow as pa
 import pytest
 
 from migrator.vector.revisions import load_chain
-from tests.conftest import PROJECT_ROOT
+from tests.support.environment import PROJECT_ROOT
 from tests.vector.helpers import pg_connect_args
 from tests.vector.revisions.support import SCHEMA, open_dataset, revision_file, write_folder
 

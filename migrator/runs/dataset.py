@@ -1,5 +1,5 @@
-"""Migrate one dataset database and record the outcome. Used by the in-process runner and by the
-Celery subtask alike; it never raises for a dataset's own failure, it reports it."""
+"""Migrate one dataset database and record the outcome. Used by the in-process runner and by
+the broker subtask alike; it never raises for a dataset's own failure, it reports it."""
 
 from __future__ import annotations
 
@@ -11,25 +11,16 @@ import time
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from migrator import records
-from migrator.datasets import load_target
+from migrator.datasets import default_engine_target, load_target
 from migrator.db import Bind, reconnecting, transaction
+from migrator.runs import store
+from migrator.runs.summary import DatasetOutcome, dataset_label, describe_error, quoted_name
 from migrator.settings import Settings
-from migrator.summary import DatasetOutcome, dataset_label, quoted_name
-from migrator.urls import redact
+from migrator.states import DatasetStatus
 from migrator.vector.base import DatasetTarget, StepFailed
 from migrator.vector.registry import adapter_factory
 
 log = logging.getLogger(__name__)
-
-MAX_ERROR_CHARS = 400
-
-
-def describe_error(exc: BaseException, settings: Settings) -> str:
-    """``ErrorClass: message``, secrets removed and cut short enough for a task result."""
-    cause = exc.cause if isinstance(exc, StepFailed) else exc
-    text = redact(f"{type(cause).__name__}: {cause}", settings.secrets())
-    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
 
 
 async def migrate_target(target: DatasetTarget, settings: Settings) -> DatasetOutcome:
@@ -48,17 +39,16 @@ async def migrate_target(target: DatasetTarget, settings: Settings) -> DatasetOu
             )
             return DatasetOutcome(
                 target.dataset_id,
-                "skipped",
+                DatasetStatus.SKIPPED,
                 error="adapter has no run_migrations",
                 name=target.name,
             )
         step = "migrate"
         async with asyncio.timeout(settings.dataset_timeout_s):
             result = await run_migrations()
-        status = "succeeded"
         outcome = DatasetOutcome(
             target.dataset_id,
-            status,
+            DatasetStatus.SUCCEEDED,
             result.version_before,
             result.version_after,
             _ms_since(started),
@@ -66,7 +56,7 @@ async def migrate_target(target: DatasetTarget, settings: Settings) -> DatasetOu
     except TimeoutError:
         outcome = DatasetOutcome(
             target.dataset_id,
-            "timed_out",
+            DatasetStatus.TIMED_OUT,
             duration_ms=_ms_since(started),
             error=f"TimeoutError: exceeded dataset_timeout_s={settings.dataset_timeout_s:g}",
             step=step,
@@ -75,7 +65,7 @@ async def migrate_target(target: DatasetTarget, settings: Settings) -> DatasetOu
         failed = exc if isinstance(exc, StepFailed) else None
         outcome = DatasetOutcome(
             target.dataset_id,
-            "failed",
+            DatasetStatus.FAILED,
             version_before=failed.version_before if failed else None,
             version_after=failed.version_after if failed else None,
             duration_ms=_ms_since(started),
@@ -90,7 +80,7 @@ async def migrate_target(target: DatasetTarget, settings: Settings) -> DatasetOu
     return outcome
 
 
-async def migrate_dataset(
+async def migrate_registered(
     engine: AsyncEngine, settings: Settings, run_id: str, dataset_id: str
 ) -> DatasetOutcome:
     """Migrate a registered dataset within a run, recording start and end in the control plane.
@@ -101,7 +91,7 @@ async def migrate_dataset(
 
     async def start(bind: Bind) -> DatasetTarget | DatasetOutcome:
         async with transaction(bind) as conn:
-            await records.mark_dataset_running(conn, run_id, dataset_id, None)
+            await store.mark_dataset_running(conn, run_id, dataset_id, None)
             try:
                 return await load_target(conn, dataset_id)
             except DBAPIError as exc:
@@ -121,13 +111,29 @@ async def migrate_dataset(
         else:
             outcome = await migrate_target(started, settings)
         await reconnecting(
-            engine, conn, lambda bind: records.mark_dataset_done(bind, run_id, outcome)
+            engine, conn, lambda bind: store.mark_dataset_done(bind, run_id, outcome)
         )
     return outcome
 
 
+async def migrate_default_engine(
+    engine: AsyncEngine, settings: Settings, run_id: str
+) -> DatasetOutcome:
+    """Migrate the single default vector engine (backend access control off) within a run.
+
+    Its row is in the run like any dataset's; it has no registry entry, so no cache to refresh.
+    """
+    target = default_engine_target(settings)
+    await store.mark_dataset_running(engine, run_id, target.dataset_id, None)
+    outcome = await migrate_target(target, settings)
+    await store.mark_dataset_done(engine, run_id, outcome, update_dataset_cache=False)
+    return outcome
+
+
 def _load_failed(exc: Exception, dataset_id: str, settings: Settings) -> DatasetOutcome:
-    outcome = DatasetOutcome(dataset_id, "failed", error=describe_error(exc, settings), step="load")
+    outcome = DatasetOutcome(
+        dataset_id, DatasetStatus.FAILED, error=describe_error(exc, settings), step="load"
+    )
     log_outcome(outcome)
     return outcome
 
@@ -135,7 +141,7 @@ def _load_failed(exc: Exception, dataset_id: str, settings: Settings) -> Dataset
 def log_outcome(outcome: DatasetOutcome) -> None:
     """One greppable line per dataset: id, name, from->to, duration, error class."""
     name = quoted_name(outcome.name)
-    if outcome.status == "succeeded":
+    if outcome.status == DatasetStatus.SUCCEEDED:
         log.info(
             "dataset=%s name=%s status=succeeded version=%s->%s duration_ms=%d",
             outcome.dataset_id,
@@ -144,7 +150,7 @@ def log_outcome(outcome: DatasetOutcome) -> None:
             outcome.version_after,
             outcome.duration_ms,
         )
-    elif outcome.status == "skipped":
+    elif outcome.status == DatasetStatus.SKIPPED:
         log.info(
             "dataset=%s name=%s status=skipped reason=%s", outcome.dataset_id, name, outcome.error
         )

@@ -7,20 +7,21 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from datetime import datetime
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from migrator import records
-from migrator.dataset_job import describe_error, migrate_dataset, migrate_target
-from migrator.datasets import default_engine_target, select_pending
-from migrator.db import control_plane
+from migrator.constants import DEFAULT_ENGINE_ID
+from migrator.datasets import server_keys
+from migrator.db import control_plane, utcnow
 from migrator.logging_setup import logs_when_unconfigured
-from migrator.models import dataset_databases
 from migrator.relational import upgrade_to_head
+from migrator.runs import store
+from migrator.runs.dataset import migrate_default_engine, migrate_registered
+from migrator.runs.selection import select_pending
+from migrator.runs.summary import DatasetOutcome, RunSummary, describe_error, log_summary
 from migrator.settings import Settings, get_settings
-from migrator.summary import DatasetOutcome, RunSummary
+from migrator.states import RunStatus, Trigger
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ ProgressCallback = Callable[[int, int, int], None]
 @logs_when_unconfigured
 async def run_startup_migrations(
     *,
-    trigger: str = "api",
+    trigger: Trigger | str = Trigger.API,
     requested_by: str | None = None,
     dataset_ids: Sequence[str] | None = None,
     verify: bool = False,
@@ -41,13 +42,29 @@ async def run_startup_migrations(
 ) -> RunSummary:
     """Apply every pending schema migration: the control plane, then each vector database.
 
+    Takes (all keyword-only, all optional):
+
+    - ``trigger``: what to record as the run's trigger, a ``Trigger`` or its value (``api``).
+    - ``requested_by``: who asked, for the run record.
+    - ``dataset_ids``: migrate only these registered datasets (an unknown id is an error).
+    - ``verify``: open every active dataset and read its own version instead of the cache.
+    - ``settings``: a ``Settings``; read from the environment when omitted.
+    - ``on_progress``: called as ``(done, total, failed)`` after each dataset.
+    - ``prepare``: awaited with the control-plane engine once it is at head, before datasets
+      are chosen (``migrator run --demo`` seeds there).
+
+    Returns the run's ``RunSummary``: its id, status (``succeeded``, or ``partial`` when some
+    dataset failed or timed out), the relational revision before and after, each dataset's
+    outcome, counts and duration. The same run is recorded in the control plane.
+
     Raises ``FileNotFoundError`` when alembic.ini or the migrations folder is missing and
-    ``MigrationError`` when Alembic fails; in both cases no dataset is touched. One dataset's
-    failure is recorded in the summary and never stops the others. ``prepare`` runs once the
-    control plane is at head, before datasets are chosen (``migrator run --demo`` seeds there).
+    ``MigrationError`` when Alembic fails; in both cases no dataset is touched, and the error
+    carries ``run_id`` when the failed run could be recorded. One dataset's failure is recorded
+    in the summary and never stops the others.
     """
     settings = settings or get_settings()
-    started_at = records.utcnow()
+    trigger = Trigger(trigger)
+    started_at = utcnow()
     started = time.monotonic()
     try:
         relational = await upgrade_to_head(settings)
@@ -61,7 +78,7 @@ async def run_startup_migrations(
             pending = await select_pending(engine, dataset_ids=dataset_ids, verify=verify)
         else:
             pending = []
-        run_id = await records.create_run(
+        run_id = await store.create_run(
             engine,
             trigger=trigger,
             requested_by=requested_by,
@@ -79,11 +96,11 @@ async def run_startup_migrations(
             len(pending) if settings.enable_backend_access_control else 1,
         )
         if settings.enable_backend_access_control:
-            await records.add_run_datasets(engine, run_id, pending)
+            await store.add_run_datasets(engine, run_id, pending)
             await _migrate_all(engine, settings, run_id, pending, on_progress)
         else:
-            await _migrate_default_engine(engine, settings, run_id, on_progress)
-        summary = await records.finish_run(engine, run_id)
+            await _migrate_default(engine, settings, run_id, on_progress)
+        summary = await store.close_run(engine, run_id)
     summary.duration_s = round(time.monotonic() - started, 3)
     log_summary(summary)
     return summary
@@ -98,7 +115,7 @@ async def _migrate_all(
 ) -> None:
     """Bounded concurrency overall and per database server."""
     overall = asyncio.Semaphore(settings.migration_concurrency)
-    server_of = await _server_keys(engine, dataset_ids)
+    server_of = await server_keys(engine) if dataset_ids else {}
     per_server: defaultdict[str, asyncio.Semaphore] = defaultdict(
         lambda: asyncio.Semaphore(settings.per_server_concurrency)
     )
@@ -108,53 +125,40 @@ async def _migrate_all(
     async def one(dataset_id: str) -> None:
         nonlocal done, failed
         async with overall, per_server[server_of.get(dataset_id, "")]:
-            outcome = await migrate_dataset(engine, settings, run_id, dataset_id)
+            outcome = await migrate_registered(engine, settings, run_id, dataset_id)
         done += 1
-        failed += outcome.status in ("failed", "timed_out")
+        failed += outcome.finished_badly
         if on_progress is not None:
             on_progress(done, total, failed)
 
     await asyncio.gather(*(one(d) for d in dataset_ids))
 
 
-async def _server_keys(engine: AsyncEngine, dataset_ids: list[str]) -> dict[str, str]:
-    if not dataset_ids:
-        return {}
-    async with engine.connect() as conn:
-        rows = await conn.execute(
-            sa.select(dataset_databases.c.dataset_id, dataset_databases.c.server_key)
-        )
-        return {dataset_id: key for dataset_id, key in rows}
-
-
-async def _migrate_default_engine(
+async def _migrate_default(
     engine: AsyncEngine, settings: Settings, run_id: str, on_progress: ProgressCallback | None
 ) -> DatasetOutcome:
-    target = default_engine_target(settings)
-    await records.add_run_datasets(engine, run_id, [target.dataset_id])
-    await records.mark_dataset_running(engine, run_id, target.dataset_id, None)
-    outcome = await migrate_target(target, settings)
-    await records.mark_dataset_done(engine, run_id, outcome, update_cache=False)
+    await store.add_run_datasets(engine, run_id, [DEFAULT_ENGINE_ID])
+    outcome = await migrate_default_engine(engine, settings, run_id)
     if on_progress is not None:
-        on_progress(1, 1, int(outcome.status in ("failed", "timed_out")))
+        on_progress(1, 1, int(outcome.finished_badly))
     return outcome
 
 
 async def _record_relational_failure(
     settings: Settings,
-    trigger: str,
+    trigger: Trigger,
     requested_by: str | None,
-    started_at: Any,
+    started_at: datetime,
     exc: Exception,
 ) -> None:
     """Record the failed run when the control plane has a run table to hold it."""
     try:
         async with control_plane(settings) as engine:
-            run_id = await records.create_run(
+            run_id = await store.create_run(
                 engine,
                 trigger=trigger,
                 requested_by=requested_by,
-                status="failed",
+                status=RunStatus.FAILED,
                 started_at=started_at,
                 error=describe_error(exc, settings),
             )
@@ -165,21 +169,3 @@ async def _record_relational_failure(
             "Relational step failed; the run could not be recorded (%s); no dataset was touched.",
             type(record_exc).__name__,
         )
-
-
-def log_summary(summary: RunSummary) -> None:
-    counts = summary.counts
-    log.info(
-        "Run %s %s: relational %s -> %s; datasets total=%d succeeded=%d failed=%d "
-        "timed_out=%d skipped=%d in %.2fs",
-        summary.run_id,
-        summary.status,
-        summary.relational_before,
-        summary.relational_after,
-        counts.get("total", 0),
-        counts.get("succeeded", 0),
-        counts.get("failed", 0),
-        counts.get("timed_out", 0),
-        counts.get("skipped", 0),
-        summary.duration_s,
-    )

@@ -15,21 +15,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrator.constants import CHECK_IDS_SHOWN
-from migrator.distributed import claim_run, recover_stale_runs
-from migrator.models import dataset_databases, datasets
-from migrator.plan import RunRequest, last_finished_at
-from migrator.records import utcnow
+from migrator.datasets import dataset_names, load_targets
+from migrator.db import utcnow
+from migrator.locks.heartbeat import heartbeat
+from migrator.locks.redis import LockRecord, Locks
 from migrator.relational import alembic_config, current_revision, head_revision
-from migrator.runlock import LockRecord, Locks, heartbeat
+from migrator.runs.request import RunRequest
+from migrator.runs.selection import is_cached_at_head, pending_ids
+from migrator.runs.store import last_finished_at
+from migrator.runs.summary import dataset_label, quoted_name
+from migrator.runs.trigger import claim_run, recover_stale_runs
 from migrator.settings import Settings
-from migrator.summary import dataset_label, quoted_name
+from migrator.states import Trigger
 from migrator.vector.base import DatasetTarget
 from migrator.vector.registry import adapter_factory
-from migrator.vector.schema import HEAD_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +125,7 @@ async def _claim_for(
 ) -> None:
     request = RunRequest(
         run_id=str(uuid.uuid4()),
-        trigger="beat",
+        trigger=Trigger.BEAT,
         requested_by="celery beat",
         extra_ids=tuple(report.drifted),
     )
@@ -160,36 +162,12 @@ async def inspect(
     holder = locks.run_lock().holder()
     report.run_in_progress = holder.run_id if holder else None
     if settings.enable_backend_access_control:
-        report.pending = await _pending(engine)
+        report.pending = await pending_ids(engine)
         if settings.migration_check_verify if verify is None else verify:
             report.drifted, report.unreadable = await find_drift(engine, settings)
         shown = {i for key in ("pending", "drifted", "unreadable") for i in report.shown_ids(key)}
         report.names = await dataset_names(engine, shown)
     return report
-
-
-async def dataset_names(engine: AsyncEngine, ids: set[str]) -> dict[str, str]:
-    if not ids:
-        return {}
-    async with engine.connect() as conn:
-        rows = await conn.execute(
-            sa.select(datasets.c.id, datasets.c.name).where(datasets.c.id.in_(sorted(ids)))
-        )
-        return {row.id: row.name for row in rows}
-
-
-async def _pending(engine: AsyncEngine) -> list[str]:
-    async with engine.connect() as conn:
-        return list(
-            await conn.scalars(
-                sa.select(dataset_databases.c.dataset_id)
-                .where(
-                    dataset_databases.c.state == "active",
-                    dataset_databases.c.vector_schema_version < HEAD_VERSION,
-                )
-                .order_by(dataset_databases.c.dataset_id)
-            )
-        )
 
 
 async def find_drift(engine: AsyncEngine, settings: Settings) -> tuple[list[str], list[str]]:
@@ -198,41 +176,20 @@ async def find_drift(engine: AsyncEngine, settings: Settings) -> tuple[list[str]
     Opens each one (bounded by MIGRATION_CONCURRENCY and CONNECT_TIMEOUT_S); one that cannot
     be read is listed as unreadable, never as drifted.
     """
-    async with engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                sa.select(
-                    dataset_databases.c.dataset_id,
-                    dataset_databases.c.vector_schema_version,
-                    datasets.c.name,
-                    dataset_databases.c.vector_provider,
-                    dataset_databases.c.url,
-                    dataset_databases.c.connection_info,
-                )
-                .join(datasets, datasets.c.id == dataset_databases.c.dataset_id)
-                .where(
-                    dataset_databases.c.state == "active",
-                    dataset_databases.c.vector_schema_version >= HEAD_VERSION,
-                )
-                .order_by(dataset_databases.c.dataset_id)
-            )
-        ).all()
+    found = await load_targets(engine, is_cached_at_head())
     gate = asyncio.Semaphore(settings.migration_concurrency)
 
-    async def one(row: Any) -> int | None:
-        target = DatasetTarget(
-            row.dataset_id, row.name, row.vector_provider, row.url, row.connection_info or {}
-        )
+    async def one(target: DatasetTarget) -> int | None:
         async with gate:
             return await _read_version(settings, target)
 
-    versions = await asyncio.gather(*(one(r) for r in rows))
+    versions = await asyncio.gather(*(one(f.target) for f in found))
     drifted = [
-        r.dataset_id
-        for r, v in zip(rows, versions, strict=True)
-        if v is not None and v != r.vector_schema_version
+        f.target.dataset_id
+        for f, v in zip(found, versions, strict=True)
+        if v is not None and v != f.cached_version
     ]
-    unreadable = [r.dataset_id for r, v in zip(rows, versions, strict=True) if v is None]
+    unreadable = [f.target.dataset_id for f, v in zip(found, versions, strict=True) if v is None]
     return drifted, unreadable
 
 

@@ -8,8 +8,8 @@ one Redis sorted set per server (``SERVER_SLOTS_PREFIX + server_key``):
   lease runs out;
 - taking a slot is one Lua script: drop lapsed leases, then add ours if fewer than the cap are
   left — atomic, so two workers never both take the last slot;
-- a live holder extends its lease from the heartbeat thread (``migrator.runlock.heartbeat``),
-  like its dataset lock; a killed one stops, and its lease lapses within one TTL;
+- a live holder's lease rides on the heartbeat thread that already extends its subtask lock
+  (``migrator.locks.heartbeat``); a killed one stops, and its lease lapses within one TTL;
 - a holder whose lease vanished (Redis restarted without its data) puts it back on the next
   heartbeat, so the count heals within one heartbeat interval.
 
@@ -20,23 +20,21 @@ LanceDB). A dataset without one (the single-user default engine) takes no slot.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import cast
 
 import redis
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrator.constants import SERVER_SLOT_POLL_S, SERVER_SLOT_WAIT_LOG_S, SERVER_SLOTS_PREFIX
-from migrator.db import Bind, connection, reconnecting
-from migrator.models import dataset_databases
-from migrator.runlock import RedisLock, heartbeat
+from migrator.datasets import server_key_of
+from migrator.db import reconnecting
+from migrator.locks.heartbeat import Heartbeat
+from migrator.locks.outage import take_through_outage
 from migrator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -85,8 +83,8 @@ def slots_key(server_key: str) -> str:
 class ServerSlot:
     """One holder's lease on one of a server's slots.
 
-    Has what ``migrator.runlock.Heartbeat`` needs of a lock (``key``, ``ttl_s``,
-    ``extend(token)``), so the same heartbeat thread keeps it alive.
+    A ``migrator.locks.heartbeat.Renewable`` (``key``, ``ttl_s``, ``extend(token)``), so the
+    holder's one heartbeat thread keeps it alive.
     """
 
     def __init__(self, client: redis.Redis, server_key: str, limit: int, ttl_s: float) -> None:
@@ -133,34 +131,28 @@ async def acquire(slot: ServerSlot, *, label: str, outage_s: float) -> float:
     """
     started = time.monotonic()
     announced = False
-    failing_since: float | None = None
-    while True:
-        try:
-            if slot.try_acquire():
-                break
-            if not announced:
-                log.debug(
-                    "%s waits for a migration slot on server %s (%d of %d in use).",
-                    label,
-                    slot.server_key,
-                    slot.in_use(),
-                    slot.limit,
-                )
-                announced = True
-            failing_since = None
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            now = time.monotonic()
-            if failing_since is None:
-                failing_since = now
-                log.warning(
-                    "%s: Redis unavailable taking a slot on %s (%s); retrying.",
-                    label,
-                    slot.server_key,
-                    type(exc).__name__,
-                )
-            elif now - failing_since >= outage_s:
-                raise
-        await asyncio.sleep(SERVER_SLOT_POLL_S * (1 + random.random()))
+
+    def attempt(_after_outage: bool) -> bool:
+        nonlocal announced
+        if slot.try_acquire():
+            return True
+        if not announced:
+            log.debug(
+                "%s waits for a migration slot on server %s (%d of %d in use).",
+                label,
+                slot.server_key,
+                slot.in_use(),
+                slot.limit,
+            )
+            announced = True
+        return False
+
+    await take_through_outage(
+        attempt,
+        what=f"a slot on server {slot.server_key} for {label}",
+        poll_s=lambda: SERVER_SLOT_POLL_S * (1 + random.random()),
+        outage_s=outage_s,
+    )
     waited_s = time.monotonic() - started
     if waited_s >= SERVER_SLOT_WAIT_LOG_S:
         log.info(
@@ -169,26 +161,19 @@ async def acquire(slot: ServerSlot, *, label: str, outage_s: float) -> float:
     return waited_s
 
 
-async def server_key_of(bind: Bind, dataset_id: str) -> str | None:
-    """The server a registered dataset lives on; None when unknown or not registered."""
-    async with connection(bind) as conn:
-        key = await conn.scalar(
-            sa.select(dataset_databases.c.server_key).where(
-                dataset_databases.c.dataset_id == dataset_id
-            )
-        )
-    return key or None
-
-
 @asynccontextmanager
 async def server_slot(
-    engine: AsyncEngine, settings: Settings, client: redis.Redis, dataset_id: str
+    engine: AsyncEngine,
+    settings: Settings,
+    client: redis.Redis,
+    dataset_id: str,
+    beat: Heartbeat,
 ) -> AsyncIterator[ServerSlot | None]:
     """Hold one of PER_SERVER_CONCURRENCY slots of the dataset's server while the body runs.
 
-    The lease lives DATASET_LOCK_TTL_S and is extended by a heartbeat thread; it is released
-    on every way out, cancellation included. Yields None (no slot) for a dataset without a
-    server key.
+    The lease lives DATASET_LOCK_TTL_S and is extended by ``beat``, the holder's heartbeat; it
+    is released on every way out, cancellation included. Yields None (no slot) for a dataset
+    without a server key.
     """
     server_key = await reconnecting(engine, engine, lambda bind: server_key_of(bind, dataset_id))
     if server_key is None:
@@ -198,11 +183,11 @@ async def server_slot(
         client, server_key, settings.per_server_concurrency, settings.dataset_lock_ttl_s
     )
     await acquire(slot, label=f"dataset={dataset_id}", outage_s=settings.dataset_lock_ttl_s)
+    beat.add(slot, slot.token)
     try:
-        # Heartbeat reads only key, ttl_s and extend(token) of what it holds.
-        with heartbeat([(cast(RedisLock, slot), slot.token)]):
-            yield slot
+        yield slot
     finally:
+        beat.remove(slot, slot.token)
         try:
             slot.release()
         except redis.RedisError as exc:

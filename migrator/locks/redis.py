@@ -8,22 +8,21 @@ dies stops extending and the key lapses within one TTL.
 - The **run lock** (``RUN_LOCK_KEY``) is owned by a run, not a process: its token is the run id.
   The trigger takes it before sending the parent task; the parent, every subtask and the chord
   body extend it while they work; the body (or any failure path) releases it.
-- A **dataset lock** (``DATASET_LOCK_PREFIX + dataset_id``) is owned by one delivery of one
-  subtask: its token is fresh per delivery and the record names the run.
+- A **subtask lock** (``DATASET_LOCK_PREFIX + dataset_id``) is owned by one delivery of one
+  dataset's subtask: its token is fresh per delivery and the record names the run. (Not the
+  adapter's own lock inside the dataset database, which guards the vector schema itself.)
 - The **check lock** (``CHECK_LOCK_KEY``) keeps scheduled checks from overlapping each other.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -34,10 +33,10 @@ from migrator.constants import (
     CHECK_LOCK_KEY,
     DATASET_LOCK_POLL_S,
     DATASET_LOCK_PREFIX,
-    LOCK_HEARTBEATS_PER_TTL,
     RUN_CLAIM_TRIES,
     RUN_LOCK_KEY,
 )
+from migrator.locks.outage import REDIS_OUTAGE_ERRORS, take_through_outage
 from migrator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -126,10 +125,6 @@ class RedisLock:
     def release(self, token: str) -> bool:
         return bool(self._release(keys=[self.key], args=[token]))
 
-    def remaining_s(self) -> float | None:
-        ttl_ms = self.client.pttl(self.key)
-        return ttl_ms / 1000 if ttl_ms >= 0 else None
-
 
 class Locks:
     """The run lock and the dataset locks of one Redis, with their TTLs from settings."""
@@ -150,7 +145,8 @@ class Locks:
     def run_lock(self) -> RedisLock:
         return RedisLock(self.client, RUN_LOCK_KEY, self.run_ttl_s)
 
-    def dataset_lock(self, dataset_id: str) -> RedisLock:
+    def subtask_lock(self, dataset_id: str) -> RedisLock:
+        """Held by the one delivery of a dataset's subtask that is migrating it."""
         return RedisLock(self.client, DATASET_LOCK_PREFIX + dataset_id, self.dataset_ttl_s)
 
     def check_lock(self) -> RedisLock:
@@ -159,6 +155,16 @@ class Locks:
 
     def close(self) -> None:
         self.client.close()
+
+
+@contextmanager
+def open_locks(settings: Settings) -> Iterator[Locks]:
+    """The locks of the Redis in ``settings`` for the block; its client closed after."""
+    locks = Locks.from_settings(settings)
+    try:
+        yield locks
+    finally:
+        locks.close()
 
 
 def redis_client(url: str) -> redis.Redis:
@@ -198,31 +204,19 @@ async def acquire_waiting(
 ) -> bool:
     """Try to take ``lock`` for up to ``wait_s``; polls without blocking the event loop.
 
-    Redis restarting or unreachable is waited out like a held lock, until the deadline (then
-    its error goes on). A SET whose reply was lost may have taken the lock: the next poll
-    recognises our own token.
+    Redis unreachable is waited out like a held lock, until the deadline (then its error goes
+    on). A SET whose reply was lost may have taken the lock: the next poll recognises our token.
     """
-    deadline = time.monotonic() + wait_s
-    unsure = False
-    while True:
-        try:
-            if lock.acquire(record):
-                return True
-            if unsure:
-                holder = lock.holder()
-                if holder is not None and holder.token == record.token:
-                    return True
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            if time.monotonic() >= deadline:
-                raise
-            if not unsure:
-                log.warning(
-                    "Redis unavailable taking %s (%s); retrying.", lock.key, type(exc).__name__
-                )
-            unsure = True
-        if time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(poll_s)
+
+    def attempt(after_outage: bool) -> bool:
+        if lock.acquire(record):
+            return True
+        holder = lock.holder() if after_outage else None
+        return holder is not None and holder.token == record.token
+
+    return await take_through_outage(
+        attempt, what=lock.key, poll_s=lambda: poll_s, outage_s=wait_s, wait_s=wait_s
+    )
 
 
 def release_quietly(lock: RedisLock, token: str) -> None:
@@ -230,58 +224,10 @@ def release_quietly(lock: RedisLock, token: str) -> None:
     (the work it guarded is done and recorded: that must not turn into a failure)."""
     try:
         lock.release(token)
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
+    except REDIS_OUTAGE_ERRORS as exc:
         log.warning(
             "Could not release %s (%s); it lapses within %gs.",
             lock.key,
             type(exc).__name__,
             lock.ttl_s,
         )
-
-
-class Heartbeat:
-    """Extends locks from a thread while work runs, whatever the event loop is doing.
-
-    A thread, not a coroutine: a migration step that blocks the loop must not let its locks
-    lapse. A killed process takes the thread with it, which is what makes the TTL the bound.
-    """
-
-    def __init__(self, held: Sequence[tuple[RedisLock, str]], interval_s: float) -> None:
-        self.held = list(held)
-        self.interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name="migrator-heartbeat", daemon=True)
-
-    @classmethod
-    def for_locks(cls, held: Sequence[tuple[RedisLock, str]]) -> Heartbeat:
-        shortest_ttl_s = min(lock.ttl_s for lock, _ in held)
-        return cls(held, shortest_ttl_s / LOCK_HEARTBEATS_PER_TTL)
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            for lock, token in self.held:
-                try:
-                    if not lock.extend(token):
-                        log.debug("Heartbeat: %s is no longer held by %s.", lock.key, token)
-                except redis.RedisError as exc:
-                    log.warning(
-                        "Heartbeat: could not extend %s (%s).", lock.key, type(exc).__name__
-                    )
-
-    def start(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=self.interval_s + 1)
-
-
-@contextmanager
-def heartbeat(held: Sequence[tuple[RedisLock, str]]) -> Iterator[Heartbeat]:
-    beat = Heartbeat.for_locks(held).start()
-    try:
-        yield beat
-    finally:
-        beat.stop()

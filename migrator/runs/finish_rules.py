@@ -10,31 +10,34 @@ report. Celery calls it once every part of the chord has returned or failed; a p
 its hard time limit may have died holding its dataset lock, and a redelivered copy may be
 running: so it waits until no open row's dataset lock is held by this run (a live subtask
 extends it, a killed one's lapses within DATASET_LOCK_TTL_S).
+
+Used by the chord body and its errback (``migrator.runs.chord``).
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from migrator.datasets import as_uuid
 from migrator.errors import MessageRefusedError, RunStillReportingError
-from migrator.plan import RunState, open_dataset_ids, run_state
-from migrator.runlock import Locks
+from migrator.locks.redis import Locks
+from migrator.runs.store import RunState, open_dataset_ids, run_state
 
 log = logging.getLogger(__name__)
 
 
 def checked_run_id(run_id: object) -> str:
     """``run_id`` as a canonical UUID; anything else is a refused message."""
-    try:
-        return str(uuid.UUID(str(run_id)))
-    except ValueError:
-        raise MessageRefusedError("task message refused: the run id is not a UUID") from None
+    checked = as_uuid(str(run_id))
+    if checked is None:
+        raise MessageRefusedError("task message refused: the run id is not a UUID")
+    return checked
 
 
 async def known_run(engine: AsyncEngine, run_id: str) -> RunState:
+    """The run's state; a finish message for a run that is not recorded is refused."""
     state = await run_state(engine, run_id)
     if state is None:
         log.error("Finish message for run %s refused: no such run.", run_id)
@@ -66,7 +69,7 @@ async def require_silent(engine: AsyncEngine, locks: Locks, state: RunState) -> 
         return
     live = 0
     for dataset_id in open_ids:
-        holder = locks.dataset_lock(dataset_id).holder()
+        holder = locks.subtask_lock(dataset_id).holder()
         live += holder is not None and holder.run_id == state.run_id
     if live:
         raise RunStillReportingError(state.run_id, live, state.idle_s())

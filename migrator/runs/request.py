@@ -1,0 +1,93 @@
+"""What a trigger asks of a broker run, and the check of the message that carries it.
+
+A ``RunRequest`` travels in the parent task's message as ids and flags only; the parent turns
+it into a list of dataset ids after the relational step (``migrator.runs.selection``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from migrator.datasets import as_uuid
+from migrator.errors import MessageRefusedError
+from migrator.states import Trigger, sql_values
+
+_MESSAGE_FIELDS = {"trigger", "requested_by", "dataset_ids", "verify", "retry_of", "extra_ids"}
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What a trigger asks for. ``extra_ids`` are added to the pending selection (the scheduled
+    check's drifted datasets, whose cache says head)."""
+
+    run_id: str
+    trigger: Trigger
+    requested_by: str | None = None
+    dataset_ids: tuple[str, ...] | None = None
+    verify: bool = False
+    retry_of: str | None = None
+    extra_ids: tuple[str, ...] = field(default_factory=tuple)
+
+    def options(self) -> dict[str, Any]:
+        """What the run record keeps of the request."""
+        return {
+            "verify": self.verify,
+            "subset": self.dataset_ids is not None,
+            "retry_of": self.retry_of,
+            "extra": len(self.extra_ids),
+        }
+
+    def to_message(self) -> dict[str, Any]:
+        """Keyword arguments of the parent task: JSON types, ids and flags only."""
+        return {
+            "trigger": str(self.trigger),
+            "requested_by": self.requested_by,
+            "dataset_ids": list(self.dataset_ids) if self.dataset_ids is not None else None,
+            "verify": self.verify,
+            "retry_of": self.retry_of,
+            "extra_ids": list(self.extra_ids),
+        }
+
+    @classmethod
+    def from_message(cls, run_id: str, message: dict[str, Any]) -> RunRequest:
+        """The request a parent task's message carries; ``MessageRefusedError`` for anything
+        else (a forged message naming a URL or a path, or one from an incompatible release).
+        The refusal names fields, never their values."""
+        _check_message(run_id, message)
+        dataset_ids = message.get("dataset_ids")
+        return cls(
+            run_id=run_id,
+            trigger=Trigger(message["trigger"]),
+            requested_by=message.get("requested_by"),
+            dataset_ids=tuple(dataset_ids) if dataset_ids is not None else None,
+            verify=bool(message.get("verify", False)),
+            retry_of=message.get("retry_of"),
+            extra_ids=tuple(message.get("extra_ids") or ()),
+        )
+
+
+def _check_message(run_id: Any, message: dict[str, Any]) -> None:
+    unknown = sorted(set(message) - _MESSAGE_FIELDS)
+    if unknown:
+        raise MessageRefusedError(
+            f"task message refused: unexpected field(s) {', '.join(map(repr, unknown))}"
+        )
+    lists = [message.get("dataset_ids"), message.get("extra_ids")]
+    kinds_ok = (
+        message.get("trigger") in sql_values(Trigger)
+        and isinstance(run_id, str)
+        and all(isinstance(message.get(k), str | None) for k in ("requested_by", "retry_of"))
+        and isinstance(message.get("verify", False), bool)
+        and all(
+            ids is None or (isinstance(ids, list) and all(isinstance(i, str) for i in ids))
+            for ids in lists
+        )
+    )
+    if not kinds_ok:
+        raise MessageRefusedError(
+            "task message refused: fields must be: trigger one of "
+            f"{', '.join(sql_values(Trigger))}; ids as strings; verify a boolean"
+        )
+    if not all(i is None or as_uuid(i) for i in (run_id, message.get("retry_of"))):
+        raise MessageRefusedError("task message refused: run ids must be UUIDs")

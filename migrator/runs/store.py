@@ -1,0 +1,448 @@
+"""The run store: every read and write of ``migration_runs`` and ``migration_run_datasets``.
+
+Durable and secret-free. The in-process runner and every broker step record runs through this
+module only; the dataset cache a recorded outcome refreshes is written through the registry
+(``migrator.datasets.update_cache``) inside the same transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from migrator.datasets import update_cache
+from migrator.db import Bind, aware, connection, iso, transaction, utcnow
+from migrator.errors import ControlPlaneNotReadyError, RunNotFoundError
+from migrator.models import datasets, migration_run_datasets, migration_runs
+from migrator.runs.summary import DatasetOutcome, RunSummary
+from migrator.states import (
+    FINAL_STATUSES,
+    OPEN_STATUSES,
+    DatasetStatus,
+    RunStatus,
+    count_badly,
+)
+
+BULK_INSERT_ROWS = 1000
+PROGRESS_TOUCH_INTERVAL = timedelta(seconds=1)
+
+runs = migration_runs
+rows = migration_run_datasets
+
+
+# --- runs ------------------------------------------------------------------------------------
+
+
+async def create_run(
+    engine: AsyncEngine,
+    *,
+    trigger: str,
+    requested_by: str | None = None,
+    relational_before: str | None = None,
+    relational_after: str | None = None,
+    status: RunStatus = RunStatus.RUNNING,
+    started_at: datetime | None = None,
+    celery_task_id: str | None = None,
+    options: dict[str, Any] | None = None,
+    error: str | None = None,
+    run_id: str | None = None,
+) -> str:
+    """Record a new run (``running``, or already ``failed`` with ``error``); returns its id."""
+    run_id = run_id or str(uuid.uuid4())
+    now = utcnow()
+    values = {
+        "id": run_id,
+        "trigger": trigger,
+        "requested_by": requested_by,
+        "status": status,
+        "relational_before": relational_before,
+        "relational_after": relational_after,
+        "started_at": started_at or now,
+        "last_progress_at": now,
+        "celery_task_id": celery_task_id,
+        "options": options or {},
+        "error": error,
+        "finished_at": now if status != RunStatus.RUNNING else None,
+    }
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(runs.insert().values(**values))
+    except (OperationalError, ProgrammingError) as exc:
+        if "migration_runs" in str(exc):
+            raise ControlPlaneNotReadyError(
+                "control-plane table migration_runs is missing; run the relational step first"
+            ) from exc
+        raise
+    return run_id
+
+
+async def touch_run(conn: AsyncConnection, run_id: str, now: datetime) -> None:
+    """Advance the run's ``last_progress_at``, at most once per PROGRESS_TOUCH_INTERVAL.
+
+    Every dataset reports progress; writing the one run row each time would serialise all
+    concurrent datasets on its row lock. A non-matching UPDATE takes no lock.
+    """
+    await conn.execute(
+        runs.update()
+        .where(runs.c.id == run_id, runs.c.last_progress_at < now - PROGRESS_TOUCH_INTERVAL)
+        .values(last_progress_at=now)
+    )
+
+
+async def fail_run(
+    engine: AsyncEngine, run_id: str, error: str, *, only_running: bool = False
+) -> bool:
+    """Mark a run failed with ``error``; with ``only_running``, not when it finished meanwhile
+    (a late chord body wins the race). True when the row changed."""
+    query = runs.update().where(runs.c.id == run_id)
+    if only_running:
+        query = query.where(runs.c.status == RunStatus.RUNNING)
+    async with engine.begin() as conn:
+        updated = await conn.execute(
+            query.values(status=RunStatus.FAILED, error=error, finished_at=utcnow())
+        )
+    return bool(updated.rowcount)
+
+
+def final_status(counts: dict[str, int]) -> RunStatus:
+    """A finished run's status from its dataset counts; a dataset that never reported means
+    the run cannot be called a success."""
+    if count_badly(counts) or any(counts.get(s, 0) for s in OPEN_STATUSES):
+        return RunStatus.PARTIAL
+    return RunStatus.SUCCEEDED
+
+
+async def close_run(engine: AsyncEngine, run_id: str) -> RunSummary:
+    """Aggregate the run's dataset rows into its final status and counts; returns the run."""
+    counts = await dataset_counts(engine, run_id)
+    async with engine.begin() as conn:
+        await conn.execute(
+            runs.update()
+            .where(runs.c.id == run_id)
+            .values(
+                status=final_status(counts),
+                error=None,
+                finished_at=utcnow(),
+                succeeded_count=counts.get(DatasetStatus.SUCCEEDED, 0),
+                failed_count=count_badly(counts),
+                skipped_count=counts.get(DatasetStatus.SKIPPED, 0),
+            )
+        )
+    return await get_run(engine, run_id)
+
+
+# --- dataset rows ----------------------------------------------------------------------------
+
+
+async def add_run_datasets(engine: AsyncEngine, run_id: str, dataset_ids: Iterable[str]) -> int:
+    """Add the run's datasets as ``pending`` rows and count them in its total."""
+    new_rows = [
+        {"run_id": run_id, "dataset_id": d, "status": DatasetStatus.PENDING} for d in dataset_ids
+    ]
+    async with engine.begin() as conn:
+        for start in range(0, len(new_rows), BULK_INSERT_ROWS):
+            await conn.execute(rows.insert(), new_rows[start : start + BULK_INSERT_ROWS])
+        await conn.execute(
+            runs.update()
+            .where(runs.c.id == run_id)
+            .values(total_count=runs.c.total_count + len(new_rows))
+        )
+    return len(new_rows)
+
+
+def _row(run_id: str, dataset_id: str) -> sa.ColumnElement[bool]:
+    return sa.and_(rows.c.run_id == run_id, rows.c.dataset_id == dataset_id)
+
+
+async def mark_dataset_running(
+    bind: Bind, run_id: str, dataset_id: str, version_before: int | None
+) -> None:
+    """A delivery starts on the dataset: ``running``, one attempt more."""
+    now = utcnow()
+    async with transaction(bind) as conn:
+        await conn.execute(
+            rows.update()
+            .where(_row(run_id, dataset_id))
+            .values(
+                status=DatasetStatus.RUNNING,
+                started_at=now,
+                version_before=version_before,
+                attempts=rows.c.attempts + 1,
+            )
+        )
+        await touch_run(conn, run_id, now)
+
+
+def outcome_values(outcome: DatasetOutcome, now: datetime) -> dict[str, Any]:
+    """The ``migration_run_datasets`` columns that record a dataset's outcome."""
+    return {
+        "status": outcome.status,
+        "version_before": outcome.version_before,
+        "version_after": outcome.version_after,
+        "duration_ms": outcome.duration_ms,
+        "error": outcome.error,
+        "finished_at": now,
+    }
+
+
+async def mark_dataset_done(
+    bind: Bind, run_id: str, outcome: DatasetOutcome, *, update_dataset_cache: bool = True
+) -> None:
+    """Record a dataset's outcome and, for registered datasets, refresh the control plane's
+    cache of it."""
+    now = utcnow()
+    async with transaction(bind) as conn:
+        await conn.execute(
+            rows.update()
+            .where(_row(run_id, outcome.dataset_id))
+            .values(**outcome_values(outcome, now))
+        )
+        if update_dataset_cache:
+            succeeded = outcome.status == DatasetStatus.SUCCEEDED
+            await update_cache(
+                conn,
+                outcome.dataset_id,
+                error=outcome.error,
+                version_after=outcome.version_after,
+                migrated_at=now if succeeded else None,
+            )
+        await touch_run(conn, run_id, now)
+
+
+async def close_open_row(engine: AsyncEngine, run_id: str, outcome: DatasetOutcome) -> bool:
+    """Record ``outcome`` only where the row has none yet; False when it already had one.
+
+    For outcomes written on someone else's behalf (a timed-out delivery, the chord body filling
+    in what never reported): a real outcome recorded first always wins.
+    """
+    now = utcnow()
+    async with engine.begin() as conn:
+        updated = await conn.execute(
+            rows.update()
+            .where(_row(run_id, outcome.dataset_id), rows.c.status.in_(OPEN_STATUSES))
+            .values(**outcome_values(outcome, now))
+        )
+        if not updated.rowcount:
+            return False
+        if outcome.error:
+            await update_cache(conn, outcome.dataset_id, error=outcome.error)
+        await touch_run(conn, run_id, now)
+    return True
+
+
+# --- reads -----------------------------------------------------------------------------------
+
+
+async def dataset_counts(bind: Bind, run_id: str) -> dict[str, int]:
+    """How many of the run's datasets are in each status."""
+    async with connection(bind) as conn:
+        counted = await conn.execute(
+            sa.select(rows.c.status, sa.func.count())
+            .where(rows.c.run_id == run_id)
+            .group_by(rows.c.status)
+        )
+        return {status: count for status, count in counted}
+
+
+async def get_run(
+    engine: AsyncEngine,
+    run_id: str,
+    *,
+    dataset_statuses: Sequence[DatasetStatus] | None = None,
+) -> RunSummary:
+    """A run and its dataset rows; ``dataset_statuses`` limits which rows are loaded."""
+    async with engine.connect() as conn:
+        run = (await conn.execute(sa.select(runs).where(runs.c.id == run_id))).first()
+        if run is None:
+            raise RunNotFoundError(f"no migration run with id {run_id!r}")
+        # Outer join: a dataset removed since the run still has its row, shown by id alone.
+        query = (
+            sa.select(rows, datasets.c.name)
+            .outerjoin(datasets, datasets.c.id == rows.c.dataset_id)
+            .where(rows.c.run_id == run_id)
+        )
+        if dataset_statuses is not None:
+            query = query.where(rows.c.status.in_(dataset_statuses))
+        found = (await conn.execute(query.order_by(rows.c.dataset_id))).all()
+        counts = await dataset_counts(conn, run_id)
+    counts["total"] = run.total_count
+    started = aware(run.started_at)
+    finished = aware(run.finished_at) if run.finished_at else None
+    duration_s = ((finished or utcnow()) - started).total_seconds()
+    return RunSummary(
+        run_id=run.id,
+        trigger=run.trigger,
+        status=RunStatus(run.status),
+        relational_before=run.relational_before,
+        relational_after=run.relational_after,
+        counts=counts,
+        datasets=[_outcome(row, row.name) for row in found],
+        duration_s=round(duration_s, 3),
+        started_at=iso(started),
+        finished_at=iso(finished),
+        error=run.error,
+    )
+
+
+async def list_runs(engine: AsyncEngine, limit: int = 20) -> list[dict[str, Any]]:
+    """Run history, newest first."""
+    async with engine.connect() as conn:
+        found = await conn.execute(sa.select(runs).order_by(runs.c.started_at.desc()).limit(limit))
+        return [
+            {
+                "run_id": r.id,
+                "trigger": r.trigger,
+                "status": r.status,
+                "requested_by": r.requested_by,
+                "relational": f"{r.relational_before or '-'} -> {r.relational_after or '-'}",
+                "total": r.total_count,
+                "succeeded": r.succeeded_count,
+                "failed": r.failed_count,
+                "skipped": r.skipped_count,
+                "started_at": iso(r.started_at),
+                "finished_at": iso(r.finished_at),
+                "error": r.error,
+            }
+            for r in found
+        ]
+
+
+@dataclass(frozen=True)
+class RunState:
+    """A run's status and when it last moved: enough to tell live from stale."""
+
+    run_id: str
+    status: RunStatus
+    last_progress_at: datetime
+
+    def idle_s(self, now: datetime | None = None) -> float:
+        """Seconds since the run last made progress."""
+        return ((now or utcnow()) - self.last_progress_at).total_seconds()
+
+
+def _state(run_id: str, status: str, row: Any) -> RunState:
+    return RunState(run_id, RunStatus(status), aware(row.last_progress_at or row.started_at))
+
+
+async def run_state(engine: AsyncEngine, run_id: str) -> RunState | None:
+    """The run's state; None when it is not recorded."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                sa.select(runs.c.status, runs.c.last_progress_at, runs.c.started_at).where(
+                    runs.c.id == run_id
+                )
+            )
+        ).first()
+    return _state(run_id, row.status, row) if row is not None else None
+
+
+async def running_runs(engine: AsyncEngine) -> list[RunState]:
+    """Every run recorded as running (few: one at a time, plus any that went stale)."""
+    async with engine.connect() as conn:
+        found = await conn.execute(
+            sa.select(runs.c.id, runs.c.last_progress_at, runs.c.started_at).where(
+                runs.c.status == RunStatus.RUNNING
+            )
+        )
+        return [_state(r.id, RunStatus.RUNNING, r) for r in found]
+
+
+async def last_finished_at(engine: AsyncEngine) -> datetime | None:
+    """When the most recent run finished (None when none has)."""
+    async with engine.connect() as conn:
+        value = await conn.scalar(sa.select(sa.func.max(runs.c.finished_at)))
+    if value is None:
+        return None
+    if isinstance(value, str):  # SQLite returns aggregates of datetimes as text
+        value = datetime.fromisoformat(value)
+    return aware(value)
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """What a waiting trigger shows: datasets done of total, failures so far."""
+
+    status: RunStatus
+    total: int
+    done: int
+    failed: int
+
+
+async def read_progress(engine: AsyncEngine, run_id: str) -> RunProgress | None:
+    """The run's progress; None when it is not recorded."""
+    async with engine.connect() as conn:
+        run = (
+            await conn.execute(
+                sa.select(runs.c.status, runs.c.total_count).where(runs.c.id == run_id)
+            )
+        ).first()
+        if run is None:
+            return None
+        counts = await dataset_counts(conn, run_id)
+    done = sum(counts.get(s, 0) for s in FINAL_STATUSES)
+    return RunProgress(RunStatus(run.status), run.total_count, done, count_badly(counts))
+
+
+def _outcome(row: Any, name: str | None = None) -> DatasetOutcome:
+    """What a ``migration_run_datasets`` row records, as an outcome (still open or final)."""
+    return DatasetOutcome(
+        row.dataset_id,
+        DatasetStatus(row.status),
+        row.version_before,
+        row.version_after,
+        row.duration_ms or 0,
+        row.error,
+        name=name,
+    )
+
+
+@dataclass(frozen=True)
+class RunDatasetRow:
+    """One dataset's row in one run, as a delivery needs it: the deliveries that started it so
+    far, and what it records (a delivery that finds it final reports that)."""
+
+    attempts: int
+    outcome: DatasetOutcome
+
+
+async def get_run_dataset(bind: Bind, run_id: str, dataset_id: str) -> RunDatasetRow | None:
+    """The dataset's row in the run; None when the dataset is not part of it."""
+    async with connection(bind) as conn:
+        row = (await conn.execute(sa.select(rows).where(_row(run_id, dataset_id)))).first()
+    return RunDatasetRow(row.attempts, _outcome(row)) if row is not None else None
+
+
+async def dataset_ids_in(
+    engine: AsyncEngine, run_id: str, statuses: Sequence[DatasetStatus]
+) -> list[str]:
+    """The run's datasets in one of ``statuses``, by id."""
+    async with engine.connect() as conn:
+        return list(
+            await conn.scalars(
+                sa.select(rows.c.dataset_id)
+                .where(rows.c.run_id == run_id, rows.c.status.in_(statuses))
+                .order_by(rows.c.dataset_id)
+            )
+        )
+
+
+async def open_dataset_ids(engine: AsyncEngine, run_id: str) -> list[str]:
+    """A run's datasets that have no outcome yet."""
+    return await dataset_ids_in(engine, run_id, OPEN_STATUSES)
+
+
+async def run_status(engine: AsyncEngine, run_id: str) -> RunStatus:
+    """The run's recorded status; ``RunNotFoundError`` when it is not recorded."""
+    async with engine.connect() as conn:
+        status = await conn.scalar(sa.select(runs.c.status).where(runs.c.id == run_id))
+    if status is None:
+        raise RunNotFoundError(f"no migration run with id {run_id!r}")
+    return RunStatus(status)
