@@ -77,8 +77,9 @@ async def control_plane_status(engine: AsyncEngine, settings: Settings) -> dict[
     from migrator.runs.store import list_runs
     from migrator.vector.schema import HEAD_VERSION
 
-    head = head_revision(alembic_config(settings))
-    current = await current_revision(engine)
+    config = alembic_config(settings)
+    head = head_revision(config)
+    current = await current_revision(engine, config)
     ready = current is not None
     pending = await list_datasets(engine, is_pending()) if ready else []
     latest = await list_runs(engine, limit=1) if ready else []

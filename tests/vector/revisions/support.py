@@ -25,7 +25,7 @@ from migrator.vector.revisions import (
 )
 from tests.vector.helpers import pg_connect_args
 
-SCHEMA = "ds_revisions"
+SCHEMA = "app_revisions"
 CONTEXT = DatasetContext("11111111-2222-3333-4444-555555555555", "revision-test", 384)
 
 
