@@ -78,8 +78,9 @@ async def preview_run(
     engine: AsyncEngine, settings: Settings, request: RunRequest, *, detail: bool = False
 ) -> RunPreview:
     """What ``request`` would do now; changes nothing."""
-    current = await current_revision(engine)
-    head = head_revision(alembic_config(settings))
+    config = alembic_config(settings)
+    current = await current_revision(engine, config)
+    head = head_revision(config)
     ids = await select_datasets(engine, settings, request)
     rollout = with_default_budget(await resolve_canaries(engine, request.rollout), settings)
     stages = rollout.stages(ids)
