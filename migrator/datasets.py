@@ -172,6 +172,61 @@ async def remove_dataset(engine: AsyncEngine, id_or_name: str) -> DatasetRow:
     return row
 
 
+async def release_dataset(engine: AsyncEngine, id_or_name: str) -> DatasetRow:
+    """Take a dataset out of quarantine: ``active`` again, its failure count reset; the next
+    run takes it when it is pending. ``UsageError`` when it is not quarantined."""
+    row = await find_dataset(engine, id_or_name)
+    if row.state != DatasetState.QUARANTINED:
+        raise UsageError(f"dataset {row.id} is {row.state}, not quarantined; nothing to release")
+    async with engine.begin() as conn:
+        await conn.execute(
+            dataset_databases.update()
+            .where(
+                dataset_databases.c.dataset_id == row.id,
+                dataset_databases.c.state == DatasetState.QUARANTINED,
+            )
+            .values(state=DatasetState.ACTIVE, migration_failures=0)
+        )
+    return row
+
+
+@dataclass(frozen=True)
+class PlannedDataset:
+    """What a plan shows of one dataset: where it lives (no URL) and its cached version."""
+
+    id: str
+    name: str
+    provider: str
+    server_key: str
+    cached_version: int
+
+
+async def planned_datasets(bind: Bind, dataset_ids: Sequence[str]) -> list[PlannedDataset]:
+    """The registry's view of ``dataset_ids``, in their order; one query over the registry."""
+    query = sa.select(
+        datasets.c.id,
+        datasets.c.name,
+        dataset_databases.c.vector_provider,
+        dataset_databases.c.server_key,
+        dataset_databases.c.vector_schema_version,
+    ).join(dataset_databases, dataset_databases.c.dataset_id == datasets.c.id)
+    async with connection(bind) as conn:
+        found = {row.id: PlannedDataset(*row) for row in await conn.execute(query)}
+    return [found[d] for d in dataset_ids if d in found]
+
+
+async def quarantined_ids(bind: Bind) -> list[str]:
+    """Every quarantined dataset, by id."""
+    async with connection(bind) as conn:
+        return list(
+            await conn.scalars(
+                sa.select(dataset_databases.c.dataset_id)
+                .where(dataset_databases.c.state == DatasetState.QUARANTINED)
+                .order_by(dataset_databases.c.dataset_id)
+            )
+        )
+
+
 async def count_datasets(engine: AsyncEngine) -> int:
     async with engine.connect() as conn:
         return int(
@@ -223,19 +278,39 @@ async def update_cache(
     error: str | None,
     version_after: int | None = None,
     migrated_at: datetime | None = None,
-) -> None:
+    revision_failed: bool = False,
+    quarantine_after_runs: int | None = None,
+) -> bool:
     """Refresh what the control plane caches of a dataset after a migration attempt, inside
-    the caller's transaction: its last error, and its version and time when known."""
+    the caller's transaction: its last error, and its version and time when known.
+
+    A success (``migrated_at``) resets the count of runs in a row whose migration itself
+    raised; ``revision_failed`` adds one, and at ``quarantine_after_runs`` the dataset is
+    quarantined. Any other failure (an outage) leaves the count as it is. True when this call
+    quarantined the dataset.
+    """
+    this = dataset_databases.c.dataset_id == dataset_id
     cache: dict[str, Any] = {"last_error": error}
     if version_after is not None:
         cache["vector_schema_version"] = version_after
     if migrated_at is not None:
         cache["last_migrated_at"] = migrated_at
-    await conn.execute(
+        cache["migration_failures"] = 0
+    if revision_failed:
+        cache["migration_failures"] = dataset_databases.c.migration_failures + 1
+    await conn.execute(dataset_databases.update().where(this).values(**cache))
+    if not revision_failed or quarantine_after_runs is None:
+        return False
+    quarantined = await conn.execute(
         dataset_databases.update()
-        .where(dataset_databases.c.dataset_id == dataset_id)
-        .values(**cache)
+        .where(
+            this,
+            dataset_databases.c.state == DatasetState.ACTIVE,
+            dataset_databases.c.migration_failures >= quarantine_after_runs,
+        )
+        .values(state=DatasetState.QUARANTINED)
     )
+    return bool(quarantined.rowcount)
 
 
 @dataclass(frozen=True)

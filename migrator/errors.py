@@ -14,6 +14,7 @@ EXIT_RELATIONAL_FAILED = 1
 EXIT_PARTIAL = 2
 EXIT_BUSY = 3
 EXIT_WAIT_TIMEOUT = 4
+EXIT_HALTED = 5
 EXIT_USAGE = 64
 
 # The one table of what each exit code means (`--help` prints it; the README keeps a copy).
@@ -24,10 +25,16 @@ EXIT_CODES = {
     EXIT_PARTIAL: "some datasets failed or timed out; every other dataset was migrated",
     EXIT_BUSY: "busy: another run is in progress and --no-attach was given",
     EXIT_WAIT_TIMEOUT: "timed out waiting for a run (enqueue --wait --timeout S; the run goes on)",
+    EXIT_HALTED: "halted: a canary, a wave or the failure budget stopped the run; the "
+    "datasets it did not touch are recorded deferred (a re-run or --retry-failed takes them)",
     EXIT_USAGE: "bad usage",
 }
 # How a finished run's status reads as an exit code (a failed run is EXIT_RELATIONAL_FAILED).
-EXIT_BY_RUN_STATUS: dict[str, int] = {RunStatus.SUCCEEDED: EXIT_OK, RunStatus.PARTIAL: EXIT_PARTIAL}
+EXIT_BY_RUN_STATUS: dict[str, int] = {
+    RunStatus.SUCCEEDED: EXIT_OK,
+    RunStatus.PARTIAL: EXIT_PARTIAL,
+    RunStatus.HALTED: EXIT_HALTED,
+}
 
 
 def exit_code_for(run_status: str) -> int:

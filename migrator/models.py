@@ -51,6 +51,7 @@ dataset_databases = sa.Table(
     sa.Column("last_migrated_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("last_error", sa.Text(), nullable=True),
     sa.Column("server_key", sa.String(255), nullable=False, server_default=""),
+    sa.Column("migration_failures", sa.Integer(), nullable=False, server_default="0"),
     _check_in("state", DatasetState),
     sa.Index("ix_dataset_databases_version_state", "vector_schema_version", "state"),
 )
@@ -74,6 +75,7 @@ migration_runs = sa.Table(
     sa.Column("error", sa.Text(), nullable=True),
     sa.Column("options", sa.JSON(), nullable=True),
     sa.Column("last_progress_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("stage", sa.Integer(), nullable=False, server_default="0"),
     _check_in("trigger", Trigger),
     _check_in("status", RunStatus),
     sa.Index("ix_migration_runs_started_at", "started_at"),
@@ -94,6 +96,7 @@ migration_run_datasets = sa.Table(
     sa.Column("error", sa.Text(), nullable=True),
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("stage", sa.Integer(), nullable=False, server_default="0"),
     _check_in("status", DatasetStatus),
     sa.Index("ix_migration_run_datasets_status", "run_id", "status"),
 )

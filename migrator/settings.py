@@ -155,6 +155,25 @@ class Settings(BaseSettings):
         description="How long Redis keeps task results and chord state; longer than any run "
         "plus a caller's wait.",
     )
+    max_failures: str = Field(
+        "",
+        description="Default failure budget of a run: a count or a percentage ('5%'); empty: none.",
+    )
+    quarantine_after_runs: int = Field(
+        3,
+        ge=1,
+        le=1000,
+        description="Runs in a row a dataset's migration must itself fail before quarantine.",
+    )
+
+    @field_validator("max_failures")
+    @classmethod
+    def _budget(cls, value: str) -> str:
+        from migrator.runs.rollout import parse_share
+
+        if value.strip():
+            parse_share(value, "MAX_FAILURES")  # a bad value is refused at start, naming it
+        return value
 
     @field_validator("database_url", mode="before")
     @classmethod

@@ -25,6 +25,8 @@ class RunStatus(StrEnum):
     SUCCEEDED = "succeeded"
     PARTIAL = "partial"
     FAILED = "failed"
+    # A canary, a wave or the failure budget stopped it; its untouched datasets are deferred.
+    HALTED = "halted"
 
 
 class DatasetStatus(StrEnum):
@@ -37,6 +39,8 @@ class DatasetStatus(StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"
     TIMED_OUT = "timed_out"
+    # Not attempted because the run halted; a re-run or --retry-failed selects it.
+    DEFERRED = "deferred"
 
 
 class DatasetState(StrEnum):
@@ -54,11 +58,12 @@ FINAL_STATUSES = (
     DatasetStatus.FAILED,
     DatasetStatus.SKIPPED,
     DatasetStatus.TIMED_OUT,
+    DatasetStatus.DEFERRED,
 )
 # The outcomes that need a person's look: counted as failed, listed, retried.
 FINISHED_BADLY = (DatasetStatus.FAILED, DatasetStatus.TIMED_OUT)
 # What `--retry-failed` picks up from a run: what finished badly, and what never finished.
-RETRY_STATUSES = (*FINISHED_BADLY, *OPEN_STATUSES)
+RETRY_STATUSES = (*FINISHED_BADLY, DatasetStatus.DEFERRED, *OPEN_STATUSES)
 
 
 def finished_badly(status: str) -> bool:

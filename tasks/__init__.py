@@ -26,7 +26,7 @@ from migrator.constants import (
     TASK_SCHEDULED_CHECK,
 )
 from migrator.db import utcnow
-from migrator.errors import RunStillReportingError
+from migrator.errors import MessageRefusedError, RunStillReportingError
 from migrator.runs import chord as run_chord
 from migrator.runs import parent, subtask
 from migrator.runs.check import run_check
@@ -80,14 +80,20 @@ def migrate_run(self: Task[Any, Any], /, run_id: str, **message: Any) -> dict[st
         return summary_result(summary)
     if plan.summary is not None:
         return summary_result(plan.summary, busy_run_id=plan.busy_run_id)
-    header = [migrate_dataset.si(run_id, dataset_id) for dataset_id in plan.dataset_ids]
-    body = finish_run.s(run_id).on_error(finish_failed_chord.si(run_id))
     try:
-        raise self.replace(chord(header, body))
+        raise self.replace(_stage_chord(run_id, plan.stage, plan.dataset_ids))
     except Ignore:
         raise  # how replace() ends this task once the chord is sent
     except Exception as exc:  # the chord could not be sent: finish the run as failed
         return _abandon(rt.settings, run_id, exc)
+
+
+def _stage_chord(run_id: str, stage: int, dataset_ids: list[str]) -> Any:
+    """One stage's chord: a subtask per dataset, then the body that sends the next stage or
+    finishes the run (the last stage's body, or one that halts it)."""
+    header = [migrate_dataset.si(run_id, dataset_id) for dataset_id in dataset_ids]
+    body = finish_run.s(run_id, stage).on_error(finish_failed_chord.si(run_id))
+    return chord(header, body)
 
 
 def _abandon(settings: Settings, run_id: str, exc: Exception) -> dict[str, Any]:
@@ -127,11 +133,20 @@ def migrate_dataset(run_id: str, dataset_id: str) -> dict[str, Any]:
     max_retries=BODY_MAX_RETRIES,
     retry_backoff=True,
 )
-def finish_run(results: list[Any], run_id: str) -> dict[str, Any]:
-    """Chord body: aggregate, record the final status, log, release the run lock."""
+def finish_run(results: list[Any], run_id: str, stage: int = 0) -> dict[str, Any]:
+    """Chord body of one stage: send the next stage's chord, or (last stage, or halted)
+    aggregate, record the final status, log, release the run lock."""
+    if not isinstance(stage, int) or isinstance(stage, bool) or stage < 0:
+        raise MessageRefusedError("finish message refused: the stage is not a whole number")
     rt = runtime()
-    summary = rt.run(run_chord.finish(rt.engine, rt.settings, rt.locks, run_id, results))
-    return summary_result(summary)
+    step = rt.run(run_chord.next_stage(rt.engine, rt.settings, rt.locks, run_id, stage, results))
+    if step.summary is not None:
+        return summary_result(step.summary)
+    try:
+        _stage_chord(run_id, step.stage, step.dataset_ids).apply_async()
+    except Exception as exc:  # the next stage could not be sent: the run fails, rows stay open
+        return _abandon(rt.settings, run_id, exc)
+    return {"run_id": run_id, "status": "running", "stage_sent": step.stage}
 
 
 @app.task(

@@ -16,8 +16,8 @@ def register(commands: Any) -> None:
         help="report what is behind: control plane, pending and drifted datasets, stale runs",
         description="Run the scheduled check once in this process and report; nothing is "
         "migrated or enqueued (stale runs are marked failed, as the scheduled check does). "
-        "Needs Redis for the run lock. Exit 0 when nothing needs a run, 2 when something does "
-        "or a dataset could not be read.",
+        "Needs Redis for the run lock. Exit 0 when nothing needs a run, 2 when something does, "
+        "a dataset could not be read, or one is quarantined.",
     )
     verify = parser.add_mutually_exclusive_group()
     verify.add_argument(
@@ -40,7 +40,7 @@ def register(commands: Any) -> None:
 def check_command(args: argparse.Namespace, settings: Settings) -> int:
     from migrator.cli import on_control_plane
     from migrator.locks.redis import open_locks
-    from migrator.runs.check import inspect, log_report
+    from migrator.runs.check import LISTS, inspect, log_report
 
     with open_locks(settings) as locks:
         report = on_control_plane(
@@ -50,20 +50,19 @@ def check_command(args: argparse.Namespace, settings: Settings) -> int:
         data = report.to_dict()
         data["datasets"] = [
             {"id": dataset_id, "name": report.names.get(dataset_id)}
-            for dataset_id in dict.fromkeys(
-                i for key in ("pending", "drifted", "unreadable") for i in report.shown_ids(key)
-            )
+            for dataset_id in dict.fromkeys(i for key in LISTS for i in report.shown_ids(key))
         ]
         print_json(data)
     else:
         log_report(report)
         data = report.to_dict()
         print(f"control plane: {data['relational_current']} (head {data['relational_head']})")
-        for key in ("pending", "drifted", "unreadable"):
+        for key in LISTS:
             print(f"{key}: {data[f'{key}_count']}  {', '.join(report.labels(key))}".rstrip())
         print(
             f"stale runs failed: {len(report.stale_runs)}; run in progress: "
             f"{report.run_in_progress or 'none'}"
         )
-    # An unreadable dataset is not "all well" even though no run would fix it.
-    return EXIT_PARTIAL if report.needs_run or report.unreadable else EXIT_OK
+    # An unreadable or quarantined dataset is not "all well" even though no run would fix it.
+    attention = report.needs_run or report.unreadable or report.quarantined
+    return EXIT_PARTIAL if attention else EXIT_OK

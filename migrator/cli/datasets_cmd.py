@@ -15,7 +15,7 @@ def register(commands: Any) -> None:
 
     group = commands.add_parser(
         "datasets",
-        help="add, list or remove dataset databases",
+        help="add, list, remove or release dataset databases",
         description="Provision dataset databases in the control plane.",
     )
     verbs = group.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
@@ -46,6 +46,16 @@ def register(commands: Any) -> None:
     )
     remove.add_argument("dataset", metavar="ID_OR_NAME", help="dataset id or name")
     remove.set_defaults(handler=remove_command)
+
+    release = verbs.add_parser(
+        "release",
+        help="take a dataset out of quarantine",
+        description="Take a quarantined dataset out of quarantine: it is active again and the "
+        "next run takes it when it is behind. A dataset is quarantined after its migration "
+        "itself failed QUARANTINE_AFTER_RUNS runs in a row.",
+    )
+    release.add_argument("dataset", metavar="ID_OR_NAME", help="dataset id or name")
+    release.set_defaults(handler=release_command)
 
 
 def add_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -87,4 +97,13 @@ def remove_command(args: argparse.Namespace, settings: Settings) -> int:
     row = on_control_plane(settings, lambda engine: remove_dataset(engine, args.dataset))
     url = row.to_dict()["url"]
     print(f"removed dataset {row.id} {row.name!r}; its vector database at {url} was kept")
+    return EXIT_OK
+
+
+def release_command(args: argparse.Namespace, settings: Settings) -> int:
+    from migrator.cli import on_control_plane
+    from migrator.datasets import release_dataset
+
+    row = on_control_plane(settings, lambda engine: release_dataset(engine, args.dataset))
+    print(f"released dataset {row.id} {row.name!r}: active again")
     return EXIT_OK

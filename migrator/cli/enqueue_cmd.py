@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from migrator.cli.options import add_run_options
+from migrator.cli.options import add_run_options, check_retry_args, rollout_from_args
 from migrator.cli.output import FULL_LISTING_MAX, Progress, print_json, print_summary
+from migrator.cli.plan_cmd import add_plan_options
 from migrator.constants import (
     DEFAULT_WAIT_TIMEOUT_S,
     RESULT_GRACE_S,
@@ -72,7 +73,7 @@ def register(commands: Any) -> None:
         "--retry-failed",
         metavar="RUN_ID",
         default=None,
-        help="only the datasets that failed or never finished in that run",
+        help="only the datasets that failed, were deferred or never finished in that run",
     )
     parser.add_argument("--wait", action="store_true", help="wait for the run to finish")
     parser.add_argument(
@@ -91,6 +92,12 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--requested-by", default=None, help="who asked, for the run record (default user@host)"
     )
+    parser.add_argument(
+        "--plan",
+        action="store_true",
+        help="only say what this run would do (as `migrator plan`); nothing is enqueued",
+    )
+    add_plan_options(parser)
     parser.set_defaults(handler=enqueue_command)
 
 
@@ -99,11 +106,20 @@ def enqueue_command(args: argparse.Namespace, settings: Settings) -> int:
     from migrator.datasets import as_uuid, resolve_dataset_refs
     from migrator.locks.redis import open_locks
 
+    if args.plan:
+        from migrator.cli.plan_cmd import plan_command
+
+        return plan_command(args, settings)
     refs = args.dataset_ids
     if refs and not all(as_uuid(ref) for ref in refs):
         # A task message carries ids only: names become ids here, from the control plane.
         args.dataset_ids = on_control_plane(
             settings, lambda engine: resolve_dataset_refs(engine, refs)
+        )
+    canaries = args.canary_ids
+    if canaries and not all(as_uuid(ref) for ref in canaries):
+        args.canary_ids = on_control_plane(
+            settings, lambda engine: resolve_dataset_refs(engine, canaries)
         )
     request = request_from_args(args)
     with open_locks(settings) as locks:
@@ -116,8 +132,7 @@ def enqueue_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def request_from_args(args: argparse.Namespace) -> RunRequest:
-    if args.retry_failed and (args.dataset_ids or args.verify):
-        raise UsageError("--retry-failed takes the run's own selection; drop --dataset/--verify")
+    check_retry_args(args)
     if args.timeout_s <= 0:
         raise UsageError(f"--timeout must be positive, got {args.timeout_s:g}")
     return RunRequest(
@@ -127,6 +142,7 @@ def request_from_args(args: argparse.Namespace) -> RunRequest:
         dataset_ids=tuple(args.dataset_ids) if args.dataset_ids else None,
         verify=args.verify,
         retry_of=args.retry_failed,
+        rollout=rollout_from_args(args),
     )
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from migrator.runs.rollout import Rollout, parse_share
+
 RUN_TRIGGER_CHOICES = ("deploy", "admin", "api")
 
 
@@ -28,3 +30,57 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress output")
+    rollout = parser.add_argument_group("rollout (canary, waves, failure budget)")
+    rollout.add_argument(
+        "--canary",
+        metavar="N|P%",
+        default=None,
+        help="migrate N datasets (or P%% of them) first; if any fails, halt: the rest are "
+        "recorded deferred and the command exits 5",
+    )
+    rollout.add_argument(
+        "--canary-dataset",
+        dest="canary_ids",
+        action="append",
+        metavar="ID_OR_NAME",
+        default=[],
+        help="this dataset is (one of) the canary (repeatable; with --canary N, counted in N)",
+    )
+    rollout.add_argument(
+        "--wave-size",
+        type=int,
+        metavar="N",
+        default=None,
+        help="after the canary, migrate the rest N at a time; a wave that fails halts the run",
+    )
+    rollout.add_argument(
+        "--max-failures",
+        metavar="N|P%",
+        default=None,
+        help="failure budget: once N datasets (or P%% of them) failed, no further dataset "
+        "starts and the run ends halted (default: MAX_FAILURES)",
+    )
+
+
+def check_retry_args(args: argparse.Namespace) -> None:
+    """``--retry-failed`` takes the run's own selection: refuse a subset or --verify beside it."""
+    from migrator.errors import UsageError
+
+    if args.retry_failed and (args.dataset_ids or args.verify):
+        raise UsageError("--retry-failed takes the run's own selection; drop --dataset/--verify")
+
+
+def rollout_from_args(args: argparse.Namespace) -> Rollout:
+    """The rollout the command line asks for; ``UsageError`` naming a bad value."""
+    from migrator.errors import UsageError
+
+    if args.wave_size is not None and args.wave_size < 1:
+        raise UsageError(f"--wave-size must be at least 1, got {args.wave_size}")
+    return Rollout(
+        canary=parse_share(args.canary, "--canary") if args.canary is not None else None,
+        canary_ids=tuple(args.canary_ids or ()),
+        wave_size=args.wave_size,
+        max_failures=(
+            parse_share(args.max_failures, "--max-failures") if args.max_failures else None
+        ),
+    )

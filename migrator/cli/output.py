@@ -34,7 +34,7 @@ def print_summary(summary: RunSummary, stream: TextIO | None = None) -> None:
     print(
         f"  datasets: total={c.get('total', 0)} succeeded={c.get(DatasetStatus.SUCCEEDED, 0)} "
         f"failed={c.get(DatasetStatus.FAILED, 0)} timed_out={c.get(DatasetStatus.TIMED_OUT, 0)} "
-        f"skipped={c.get(DatasetStatus.SKIPPED, 0)}",
+        f"skipped={c.get(DatasetStatus.SKIPPED, 0)} deferred={c.get(DatasetStatus.DEFERRED, 0)}",
         file=out,
     )
     if summary.error:

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from migrator.cli.options import add_run_options
+from migrator.cli.options import add_run_options, check_retry_args, rollout_from_args
 from migrator.cli.output import FULL_LISTING_MAX, Progress, print_json, print_summary
 from migrator.errors import exit_code_for
 from migrator.runs.summary import RunSummary
@@ -17,7 +17,8 @@ from migrator.settings import Settings
 DEMO_DATASETS = ("demo-articles", "demo-support-tickets", "demo-product-docs")
 DESCRIPTION = (
     "Upgrade the control plane to head, then migrate each dataset database that needs it, in "
-    "this process. Exit 0 all ok, 1 relational failure, 2 some datasets failed."
+    "this process. Exit 0 all ok, 1 relational failure, 2 some datasets failed, 5 halted by a "
+    "canary, a wave or the failure budget."
 )
 
 
@@ -29,6 +30,12 @@ def register(commands: Any) -> None:
     )
     add_run_options(parser)
     parser.add_argument("--requested-by", default=None, help="who asked, for the run record")
+    parser.add_argument(
+        "--retry-failed",
+        metavar="RUN_ID",
+        default=None,
+        help="only the datasets that failed, were deferred or never finished in that run",
+    )
     parser.add_argument(
         "--demo",
         action="store_true",
@@ -52,6 +59,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 async def _run(args: argparse.Namespace, settings: Settings) -> RunSummary:
     from migrator.runs.inprocess import run_startup_migrations
 
+    rollout = rollout_from_args(args)
+    check_retry_args(args)
     progress = Progress("migrating", enabled=not args.no_progress)
     try:
         return await run_startup_migrations(
@@ -62,6 +71,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> RunSummary:
             settings=settings,
             on_progress=progress.update,
             prepare=(lambda engine: seed_demo_datasets(engine, settings)) if args.demo else None,
+            rollout=rollout,
+            retry_of=args.retry_failed,
         )
     finally:
         progress.close()

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrator.constants import CHECK_IDS_SHOWN
-from migrator.datasets import dataset_names, load_targets
+from migrator.datasets import dataset_names, load_targets, quarantined_ids
 from migrator.db import utcnow
 from migrator.locks.heartbeat import heartbeat
 from migrator.locks.redis import LockRecord, Locks
@@ -35,6 +35,9 @@ from migrator.vector.registry import adapter_factory
 
 log = logging.getLogger(__name__)
 
+# The id lists a report holds; each is shown cut to CHECK_IDS_SHOWN with its count.
+LISTS = ("pending", "drifted", "unreadable", "quarantined")
+
 
 @dataclass
 class CheckReport:
@@ -50,6 +53,7 @@ class CheckReport:
     pending: list[str] = field(default_factory=list)
     drifted: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)
     stale_runs: list[str] = field(default_factory=list)
     run_in_progress: str | None = None
     action: str = "report"
@@ -89,7 +93,7 @@ class CheckReport:
             "action": self.action,
             "enqueued_run": self.enqueued_run,
         }
-        for key in ("pending", "drifted", "unreadable"):
+        for key in LISTS:
             ids: list[str] = getattr(self, key)
             data[key] = ids[:CHECK_IDS_SHOWN]
             data[f"{key}_count"] = len(ids)
@@ -166,7 +170,8 @@ async def inspect(
         report.pending = await pending_ids(engine)
         if settings.migration_check_verify if verify is None else verify:
             report.drifted, report.unreadable = await find_drift(engine, settings)
-        shown = {i for key in ("pending", "drifted", "unreadable") for i in report.shown_ids(key)}
+        report.quarantined = await quarantined_ids(engine)
+        shown = {i for key in LISTS for i in report.shown_ids(key)}
         report.names = await dataset_names(engine, shown)
     return report
 
@@ -223,22 +228,31 @@ async def _close_quietly(adapter: Any) -> None:
 
 def log_report(report: CheckReport) -> None:
     """One summary line; one more naming the drifted datasets (they need a person's look)."""
-    level = logging.WARNING if report.needs_run or report.stale_runs else logging.INFO
+    attention = report.needs_run or report.stale_runs or report.quarantined
+    level = logging.WARNING if attention else logging.INFO
     log.log(
         level,
         "Scheduled check: control plane %s (head %s)%s; %d dataset(s) pending, %d drifted, "
-        "%d unreadable; %d stale run(s) failed; run in progress: %s; action=%s enqueued=%s",
+        "%d unreadable, %d quarantined; %d stale run(s) failed; run in progress: %s; action=%s "
+        "enqueued=%s",
         report.relational_current,
         report.relational_head,
         " BEHIND" if report.relational_behind else "",
         len(report.pending),
         len(report.drifted),
         len(report.unreadable),
+        len(report.quarantined),
         len(report.stale_runs),
         report.run_in_progress or "none",
         report.action,
         report.enqueued_run or "none",
     )
+    if report.quarantined:
+        log.warning(
+            "Scheduled check: quarantined dataset(s) (left out of runs until `migrator datasets "
+            "release`): %s",
+            ", ".join(report.labels("quarantined")),
+        )
     if report.drifted:
         log.warning(
             "Scheduled check: drifted dataset(s) (own record disagrees with the cache): %s",

@@ -8,19 +8,33 @@ import dataclasses
 import logging
 import time
 
+import asyncpg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrator.datasets import default_engine_target, load_target
 from migrator.db import Bind, reconnecting, transaction
+from migrator.errors import VectorDatabaseUnreachableError
 from migrator.runs import store
+from migrator.runs.rollout import budget_reason
 from migrator.runs.summary import DatasetOutcome, dataset_label, describe_error, quoted_name
 from migrator.settings import Settings
-from migrator.states import DatasetStatus
+from migrator.states import DatasetStatus, count_badly
 from migrator.vector.base import DatasetTarget, StepFailed
 from migrator.vector.registry import adapter_factory
 
 log = logging.getLogger(__name__)
+
+# Where a failure says nothing about the revision: the store could not be opened or locked.
+OUTAGE_STEPS = ("open", "connect", "lock", "load")
+# Failures of the way to the store, not of the migration (TimeoutError is an OSError).
+OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    VectorDatabaseUnreachableError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
 
 
 async def migrate_target(target: DatasetTarget, settings: Settings) -> DatasetOutcome:
@@ -71,6 +85,7 @@ async def migrate_target(target: DatasetTarget, settings: Settings) -> DatasetOu
             duration_ms=_ms_since(started),
             error=describe_error(exc, settings),
             step=failed.step if failed else step,
+            revision_failed=revision_raised(exc, failed.step if failed else step),
         )
     finally:
         if adapter is not None:
@@ -80,14 +95,33 @@ async def migrate_target(target: DatasetTarget, settings: Settings) -> DatasetOu
     return outcome
 
 
+def revision_raised(exc: BaseException, step: str) -> bool:
+    """True when the migration itself raised: not while opening or connecting, and not an
+    outage (a connection error, a timeout), so a server outage never quarantines a fleet."""
+    cause = exc.cause if isinstance(exc, StepFailed) else exc
+    return step not in OUTAGE_STEPS and not isinstance(cause, OUTAGE_ERRORS)
+
+
 async def migrate_registered(
-    engine: AsyncEngine, settings: Settings, run_id: str, dataset_id: str
+    engine: AsyncEngine,
+    settings: Settings,
+    run_id: str,
+    dataset_id: str,
+    *,
+    max_failures: int | None = None,
 ) -> DatasetOutcome:
     """Migrate a registered dataset within a run, recording start and end in the control plane.
+
+    With ``max_failures`` (the run's failure budget) the dataset does not start once that many
+    of the run's datasets finished badly: it is recorded ``deferred`` with the reason.
 
     One connection serves the whole bookkeeping: the start and the target's details in one
     transaction, the outcome in another; none is open while the dataset migrates.
     """
+    if max_failures is not None:
+        spent = await _budget_spent(engine, run_id, dataset_id, max_failures)
+        if spent is not None:
+            return spent
 
     async def start(bind: Bind) -> DatasetTarget | DatasetOutcome:
         async with transaction(bind) as conn:
@@ -110,9 +144,37 @@ async def migrate_registered(
             outcome = started
         else:
             outcome = await migrate_target(started, settings)
-        await reconnecting(
-            engine, conn, lambda bind: store.mark_dataset_done(bind, run_id, outcome)
+        quarantined = await reconnecting(
+            engine,
+            conn,
+            lambda bind: store.mark_dataset_done(
+                bind, run_id, outcome, quarantine_after_runs=settings.quarantine_after_runs
+            ),
         )
+    if quarantined:
+        log.warning(
+            "dataset=%s name=%s quarantined: its migration failed %d run(s) in a row; left out "
+            "of runs until `migrator datasets release %s`",
+            dataset_id,
+            quoted_name(outcome.name),
+            settings.quarantine_after_runs,
+            dataset_id,
+        )
+    return outcome
+
+
+async def _budget_spent(
+    engine: AsyncEngine, run_id: str, dataset_id: str, max_failures: int
+) -> DatasetOutcome | None:
+    """The deferred outcome when the run's failure budget is spent; None while it is not."""
+    failed = count_badly(await store.dataset_counts(engine, run_id))
+    if failed < max_failures:
+        return None
+    reason = budget_reason(failed, max_failures)
+    if not await store.defer_pending(engine, run_id, reason, dataset_id=dataset_id):
+        return None  # already started or final: an earlier delivery decides
+    outcome = DatasetOutcome(dataset_id, DatasetStatus.DEFERRED, error=reason)
+    log_outcome(outcome)
     return outcome
 
 
@@ -150,9 +212,13 @@ def log_outcome(outcome: DatasetOutcome) -> None:
             outcome.version_after,
             outcome.duration_ms,
         )
-    elif outcome.status == DatasetStatus.SKIPPED:
+    elif outcome.status in (DatasetStatus.SKIPPED, DatasetStatus.DEFERRED):
         log.info(
-            "dataset=%s name=%s status=skipped reason=%s", outcome.dataset_id, name, outcome.error
+            "dataset=%s name=%s status=%s reason=%s",
+            outcome.dataset_id,
+            name,
+            outcome.status,
+            outcome.error,
         )
     else:
         log.error(

@@ -23,7 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from migrator.datasets import as_uuid
 from migrator.errors import MessageRefusedError, RunStillReportingError
 from migrator.locks.redis import Locks
-from migrator.runs.store import RunState, open_dataset_ids, run_state
+from migrator.runs.store import RunState, dataset_ids_in, open_dataset_ids, run_state
+from migrator.states import OPEN_STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +46,10 @@ async def known_run(engine: AsyncEngine, run_id: str) -> RunState:
     return state
 
 
-async def require_all_final(engine: AsyncEngine, run_id: str) -> None:
-    """For the chord body: refuse (and log) when any dataset of the run has no outcome."""
-    open_ids = await open_dataset_ids(engine, run_id)
+async def require_all_final(engine: AsyncEngine, run_id: str, stage: int | None = None) -> None:
+    """For the chord body: refuse (and log) when any dataset of the run (of its ``stage``) has
+    no outcome."""
+    open_ids = await dataset_ids_in(engine, run_id, OPEN_STATUSES, stage)
     if open_ids:
         log.error(
             "Finish message for run %s refused: %d dataset(s) have no recorded outcome yet "

@@ -8,6 +8,7 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -18,7 +19,14 @@ from migrator.logging_setup import logs_when_unconfigured
 from migrator.relational import upgrade_to_head
 from migrator.runs import store
 from migrator.runs.dataset import migrate_default_engine, migrate_registered
-from migrator.runs.selection import select_pending
+from migrator.runs.rollout import Rollout, stage_of
+from migrator.runs.selection import retry_selection, select_pending
+from migrator.runs.stages import (
+    resolve_canaries,
+    rollout_options,
+    stage_halt_reason,
+    with_default_budget,
+)
 from migrator.runs.summary import DatasetOutcome, RunSummary, describe_error, log_summary
 from migrator.settings import Settings, get_settings
 from migrator.states import RunStatus, Trigger
@@ -39,6 +47,8 @@ async def run_startup_migrations(
     settings: Settings | None = None,
     on_progress: ProgressCallback | None = None,
     prepare: Callable[[AsyncEngine], Awaitable[object]] | None = None,
+    rollout: Rollout | None = None,
+    retry_of: str | None = None,
 ) -> RunSummary:
     """Apply every pending schema migration: the control plane, then each vector database.
 
@@ -52,10 +62,16 @@ async def run_startup_migrations(
     - ``on_progress``: called as ``(done, total, failed)`` after each dataset.
     - ``prepare``: awaited with the control-plane engine once it is at head, before datasets
       are chosen (``migrator run --demo`` seeds there).
+    - ``rollout``: a ``Rollout``: canary first, then waves, a failure budget
+      (``MAX_FAILURES`` when it names none). A canary or wave with a dataset that did not
+      succeed halts the run: the rest are recorded ``deferred`` and the run ``halted``.
+    - ``retry_of``: a run id: only the datasets that failed, were deferred or never finished
+      in it.
 
-    Returns the run's ``RunSummary``: its id, status (``succeeded``, or ``partial`` when some
-    dataset failed or timed out), the relational revision before and after, each dataset's
-    outcome, counts and duration. The same run is recorded in the control plane.
+    Returns the run's ``RunSummary``: its id, status (``succeeded``, ``partial`` when some
+    dataset failed or timed out, ``halted`` when a canary, a wave or the budget stopped it),
+    the relational revision before and after, each dataset's outcome, counts and duration.
+    The same run is recorded in the control plane.
 
     Raises ``FileNotFoundError`` when alembic.ini or the migrations folder is missing and
     ``MigrationError`` when Alembic fails; in both cases no dataset is touched, and the error
@@ -64,6 +80,7 @@ async def run_startup_migrations(
     """
     settings = settings or get_settings()
     trigger = Trigger(trigger)
+    rollout = with_default_budget(rollout or Rollout(), settings)
     started_at = utcnow()
     started = time.monotonic()
     try:
@@ -74,10 +91,16 @@ async def run_startup_migrations(
     async with control_plane(settings) as engine:
         if prepare is not None:
             await prepare(engine)
-        if settings.enable_backend_access_control:
-            pending = await select_pending(engine, dataset_ids=dataset_ids, verify=verify)
-        else:
+        rollout = await resolve_canaries(engine, rollout)
+        if not settings.enable_backend_access_control:
             pending = []
+        elif retry_of is not None:
+            pending = await retry_selection(engine, retry_of)
+        else:
+            pending = await select_pending(engine, dataset_ids=dataset_ids, verify=verify)
+        stages = rollout.stages(pending)
+        budget = rollout.budget(len(pending))
+        staging = rollout_options(rollout, budget, len(stages))
         run_id = await store.create_run(
             engine,
             trigger=trigger,
@@ -85,7 +108,12 @@ async def run_startup_migrations(
             relational_before=relational.before,
             relational_after=relational.after,
             started_at=started_at,
-            options={"verify": verify, "subset": dataset_ids is not None},
+            options={
+                "verify": verify,
+                "subset": dataset_ids is not None,
+                "retry_of": retry_of,
+                **staging,
+            },
         )
         log.info(
             "Run %s (%s): control plane %s -> %s; %d dataset database(s) to migrate.",
@@ -96,8 +124,8 @@ async def run_startup_migrations(
             len(pending) if settings.enable_backend_access_control else 1,
         )
         if settings.enable_backend_access_control:
-            await store.add_run_datasets(engine, run_id, pending)
-            await _migrate_all(engine, settings, run_id, pending, on_progress)
+            await store.add_run_datasets(engine, run_id, pending, stage_of(stages))
+            await _migrate_stages(engine, settings, run_id, stages, staging, on_progress)
         else:
             await _migrate_default(engine, settings, run_id, on_progress)
         summary = await store.close_run(engine, run_id)
@@ -106,12 +134,50 @@ async def run_startup_migrations(
     return summary
 
 
+async def _migrate_stages(
+    engine: AsyncEngine,
+    settings: Settings,
+    run_id: str,
+    stages: list[list[str]],
+    staging: dict[str, Any],
+    on_progress: ProgressCallback | None,
+) -> None:
+    """Each stage after the last one finished; a staged run halts at a stage that did not all
+    succeed (the rest recorded deferred)."""
+    total = sum(len(ids) for ids in stages)
+    progress = _Progress(total, on_progress)
+    for number, dataset_ids in enumerate(stages):
+        budget = staging["max_failures"]
+        await _migrate_all(engine, settings, run_id, dataset_ids, budget, progress)
+        reason = await stage_halt_reason(engine, run_id, number, staging)
+        if reason is not None:
+            deferred = await store.defer_pending(engine, run_id, reason)
+            log.warning("Run %s halted: %s (%d deferred).", run_id, reason, deferred)
+            return
+
+
+class _Progress:
+    """Counts outcomes across stages for the ``(done, total, failed)`` callback."""
+
+    def __init__(self, total: int, callback: ProgressCallback | None) -> None:
+        self.total = total
+        self.done = self.failed = 0
+        self.callback = callback
+
+    def add(self, outcome: DatasetOutcome) -> None:
+        self.done += 1
+        self.failed += outcome.finished_badly
+        if self.callback is not None:
+            self.callback(self.done, self.total, self.failed)
+
+
 async def _migrate_all(
     engine: AsyncEngine,
     settings: Settings,
     run_id: str,
     dataset_ids: list[str],
-    on_progress: ProgressCallback | None,
+    budget: int | None,
+    progress: _Progress,
 ) -> None:
     """Bounded concurrency overall and per database server."""
     overall = asyncio.Semaphore(settings.migration_concurrency)
@@ -119,17 +185,13 @@ async def _migrate_all(
     per_server: defaultdict[str, asyncio.Semaphore] = defaultdict(
         lambda: asyncio.Semaphore(settings.per_server_concurrency)
     )
-    done = failed = 0
-    total = len(dataset_ids)
 
     async def one(dataset_id: str) -> None:
-        nonlocal done, failed
         async with overall, per_server[server_of.get(dataset_id, "")]:
-            outcome = await migrate_registered(engine, settings, run_id, dataset_id)
-        done += 1
-        failed += outcome.finished_badly
-        if on_progress is not None:
-            on_progress(done, total, failed)
+            outcome = await migrate_registered(
+                engine, settings, run_id, dataset_id, max_failures=budget
+            )
+        progress.add(outcome)
 
     await asyncio.gather(*(one(d) for d in dataset_ids))
 

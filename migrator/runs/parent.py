@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -16,10 +17,12 @@ from migrator.locks.redis import Locks, confirm_run_lock
 from migrator.relational import RelationalResult, upgrade_to_head
 from migrator.runs import store
 from migrator.runs.request import RunRequest
+from migrator.runs.rollout import stage_of
 from migrator.runs.selection import select_datasets
+from migrator.runs.stages import resolve_canaries, rollout_options, with_default_budget
 from migrator.runs.summary import RunSummary, describe_error, log_summary
 from migrator.settings import Settings
-from migrator.states import RunStatus
+from migrator.states import FINAL_STATUSES, OPEN_STATUSES, RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,7 @@ class RunPlan:
     dataset_ids: list[str]
     summary: RunSummary | None = None
     busy_run_id: str | None = None
+    stage: int = 0
 
 
 async def start_run(
@@ -76,8 +80,11 @@ async def _plan_run(
         if existing is not None:  # the parent was redelivered after recording the run
             return await _resume(engine, existing)
         dataset_ids = await select_datasets(engine, settings, request)
-        await _create_run(engine, request, started_at, task_id, relational)
-        await store.add_run_datasets(engine, request.run_id, dataset_ids)
+        rollout = with_default_budget(await resolve_canaries(engine, request.rollout), settings)
+        stages = rollout.stages(dataset_ids)
+        staging = rollout_options(rollout, rollout.budget(len(dataset_ids)), len(stages))
+        await _create_run(engine, request, started_at, task_id, relational, staging)
+        await store.add_run_datasets(engine, request.run_id, dataset_ids, stage_of(stages))
     except Exception as exc:
         summary = await record_failed_run(
             engine, settings, request, started_at, exc, step="planning", task_id=task_id
@@ -95,7 +102,7 @@ async def _plan_run(
         summary = await store.close_run(engine, request.run_id)
         log_summary(summary)
         return RunPlan(request.run_id, [], summary)
-    return RunPlan(request.run_id, dataset_ids)
+    return RunPlan(request.run_id, stages[0])
 
 
 async def _resume(engine: AsyncEngine, state: store.RunState) -> RunPlan:
@@ -105,7 +112,13 @@ async def _resume(engine: AsyncEngine, state: store.RunState) -> RunPlan:
     log.warning("Run %s: resuming with %d dataset(s) not yet done.", state.run_id, len(open_ids))
     if not open_ids:
         return RunPlan(state.run_id, [], await store.close_run(engine, state.run_id))
-    return RunPlan(state.run_id, open_ids)
+    # A staged run resumes its current stage; when all of that stage is final its body was
+    # lost, so the whole stage is sent again: each delivery reports its recorded outcome.
+    stage = await store.current_stage(engine, state.run_id)
+    in_stage = await store.dataset_ids_in(engine, state.run_id, OPEN_STATUSES, stage)
+    if not in_stage:
+        in_stage = await store.dataset_ids_in(engine, state.run_id, FINAL_STATUSES, stage)
+    return RunPlan(state.run_id, in_stage, stage=stage)
 
 
 async def record_failed_run(
@@ -140,6 +153,7 @@ async def _create_run(
     started_at: datetime,
     task_id: str | None,
     outcome: RelationalResult | str,
+    staging: dict[str, Any] | None = None,
 ) -> None:
     """Record the requested run: running, from the relational step's ``outcome``; or failed
     before any dataset was touched, ``outcome`` being the error."""
@@ -155,7 +169,7 @@ async def _create_run(
         status=RunStatus.RUNNING if error is None else RunStatus.FAILED,
         started_at=started_at,
         celery_task_id=task_id,
-        options=request.options(),
+        options={**request.options(), **(staging or {})},
         error=error,
     )
 

@@ -10,10 +10,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from migrator.datasets import as_uuid
-from migrator.errors import MessageRefusedError
+from migrator.errors import MessageRefusedError, UsageError
+from migrator.runs.rollout import Rollout
 from migrator.states import Trigger, sql_values
 
-_MESSAGE_FIELDS = {"trigger", "requested_by", "dataset_ids", "verify", "retry_of", "extra_ids"}
+_MESSAGE_FIELDS = {
+    "trigger",
+    "requested_by",
+    "dataset_ids",
+    "verify",
+    "retry_of",
+    "extra_ids",
+    "rollout",
+}
 
 
 @dataclass(frozen=True)
@@ -28,6 +37,7 @@ class RunRequest:
     verify: bool = False
     retry_of: str | None = None
     extra_ids: tuple[str, ...] = field(default_factory=tuple)
+    rollout: Rollout = field(default_factory=Rollout)
 
     def options(self) -> dict[str, Any]:
         """What the run record keeps of the request."""
@@ -47,6 +57,7 @@ class RunRequest:
             "verify": self.verify,
             "retry_of": self.retry_of,
             "extra_ids": list(self.extra_ids),
+            "rollout": self.rollout.to_message(),
         }
 
     @classmethod
@@ -64,7 +75,20 @@ class RunRequest:
             verify=bool(message.get("verify", False)),
             retry_of=message.get("retry_of"),
             extra_ids=tuple(message.get("extra_ids") or ()),
+            rollout=_rollout(message.get("rollout")),
         )
+
+
+def _rollout(data: Any) -> Rollout:
+    if data is not None and not isinstance(data, dict):
+        raise MessageRefusedError("task message refused: rollout must be an object")
+    try:
+        rollout = Rollout.from_message(data)
+    except UsageError as exc:
+        raise MessageRefusedError(f"task message refused: {exc}") from None
+    if not all(as_uuid(i) for i in rollout.canary_ids):
+        raise MessageRefusedError("task message refused: canary dataset ids must be UUIDs")
+    return rollout
 
 
 def _check_message(run_id: Any, message: dict[str, Any]) -> None:

@@ -113,7 +113,9 @@ async def fail_run(
 
 def final_status(counts: dict[str, int]) -> RunStatus:
     """A finished run's status from its dataset counts; a dataset that never reported means
-    the run cannot be called a success."""
+    the run cannot be called a success; one deferred means it halted."""
+    if counts.get(DatasetStatus.DEFERRED, 0):
+        return RunStatus.HALTED
     if count_badly(counts) or any(counts.get(s, 0) for s in OPEN_STATUSES):
         return RunStatus.PARTIAL
     return RunStatus.SUCCEEDED
@@ -122,13 +124,15 @@ def final_status(counts: dict[str, int]) -> RunStatus:
 async def close_run(engine: AsyncEngine, run_id: str) -> RunSummary:
     """Aggregate the run's dataset rows into its final status and counts; returns the run."""
     counts = await dataset_counts(engine, run_id)
+    status = final_status(counts)
+    error = await _halt_reason(engine, run_id) if status == RunStatus.HALTED else None
     async with engine.begin() as conn:
         await conn.execute(
             runs.update()
             .where(runs.c.id == run_id)
             .values(
-                status=final_status(counts),
-                error=None,
+                status=status,
+                error=error,
                 finished_at=utcnow(),
                 succeeded_count=counts.get(DatasetStatus.SUCCEEDED, 0),
                 failed_count=count_badly(counts),
@@ -138,13 +142,64 @@ async def close_run(engine: AsyncEngine, run_id: str) -> RunSummary:
     return await get_run(engine, run_id)
 
 
+async def _halt_reason(engine: AsyncEngine, run_id: str) -> str | None:
+    """Why a halted run halted: the reason its first deferred row records."""
+    async with engine.connect() as conn:
+        reason: str | None = await conn.scalar(
+            sa.select(rows.c.error)
+            .where(rows.c.run_id == run_id, rows.c.status == DatasetStatus.DEFERRED)
+            .order_by(rows.c.finished_at, rows.c.dataset_id)
+            .limit(1)
+        )
+    return reason.removesuffix("; not started") if reason else None
+
+
+async def run_options(bind: Bind, run_id: str) -> dict[str, Any]:
+    """What the run record keeps of its request (``{}`` when the run is not recorded)."""
+    async with connection(bind) as conn:
+        options = await conn.scalar(sa.select(runs.c.options).where(runs.c.id == run_id))
+    return dict(options or {})
+
+
+async def advance_stage(engine: AsyncEngine, run_id: str, stage: int) -> bool:
+    """Move a running run from ``stage`` to the next; True for the one caller that did (a
+    second chord body for the same stage, redelivered or forged, sends nothing)."""
+    async with engine.begin() as conn:
+        moved = await conn.execute(
+            runs.update()
+            .where(runs.c.id == run_id, runs.c.stage == stage, runs.c.status == RunStatus.RUNNING)
+            .values(stage=stage + 1)
+        )
+    return bool(moved.rowcount)
+
+
+async def current_stage(engine: AsyncEngine, run_id: str) -> int:
+    """The stage whose chord the run sent last."""
+    async with engine.connect() as conn:
+        stage = await conn.scalar(sa.select(runs.c.stage).where(runs.c.id == run_id))
+    return int(stage or 0)
+
+
 # --- dataset rows ----------------------------------------------------------------------------
 
 
-async def add_run_datasets(engine: AsyncEngine, run_id: str, dataset_ids: Iterable[str]) -> int:
-    """Add the run's datasets as ``pending`` rows and count them in its total."""
+async def add_run_datasets(
+    engine: AsyncEngine,
+    run_id: str,
+    dataset_ids: Iterable[str],
+    stage_of: dict[str, int] | None = None,
+) -> int:
+    """Add the run's datasets as ``pending`` rows (in their stage, 0 unless ``stage_of`` says)
+    and count them in its total."""
+    stages = stage_of or {}
     new_rows = [
-        {"run_id": run_id, "dataset_id": d, "status": DatasetStatus.PENDING} for d in dataset_ids
+        {
+            "run_id": run_id,
+            "dataset_id": d,
+            "status": DatasetStatus.PENDING,
+            "stage": stages.get(d, 0),
+        }
+        for d in dataset_ids
     ]
     async with engine.begin() as conn:
         for start in range(0, len(new_rows), BULK_INSERT_ROWS):
@@ -193,10 +248,17 @@ def outcome_values(outcome: DatasetOutcome, now: datetime) -> dict[str, Any]:
 
 
 async def mark_dataset_done(
-    bind: Bind, run_id: str, outcome: DatasetOutcome, *, update_dataset_cache: bool = True
-) -> None:
+    bind: Bind,
+    run_id: str,
+    outcome: DatasetOutcome,
+    *,
+    update_dataset_cache: bool = True,
+    quarantine_after_runs: int | None = None,
+) -> bool:
     """Record a dataset's outcome and, for registered datasets, refresh the control plane's
-    cache of it."""
+    cache of it; True when this outcome quarantined the dataset (``quarantine_after_runs``
+    runs in a row whose migration itself raised)."""
+    quarantined = False
     now = utcnow()
     async with transaction(bind) as conn:
         await conn.execute(
@@ -206,14 +268,17 @@ async def mark_dataset_done(
         )
         if update_dataset_cache:
             succeeded = outcome.status == DatasetStatus.SUCCEEDED
-            await update_cache(
+            quarantined = await update_cache(
                 conn,
                 outcome.dataset_id,
                 error=outcome.error,
                 version_after=outcome.version_after,
                 migrated_at=now if succeeded else None,
+                revision_failed=outcome.revision_failed,
+                quarantine_after_runs=quarantine_after_runs,
             )
         await touch_run(conn, run_id, now)
+    return quarantined
 
 
 async def close_open_row(engine: AsyncEngine, run_id: str, outcome: DatasetOutcome) -> bool:
@@ -237,17 +302,41 @@ async def close_open_row(engine: AsyncEngine, run_id: str, outcome: DatasetOutco
     return True
 
 
+async def defer_pending(
+    engine: AsyncEngine,
+    run_id: str,
+    reason: str,
+    *,
+    dataset_id: str | None = None,
+    after_stage: int | None = None,
+) -> int:
+    """Record ``deferred`` with ``reason`` on the run's rows that never started (one row with
+    ``dataset_id``; those of stages after ``after_stage``); running ones finish. Returns how
+    many rows it deferred."""
+    query = rows.update().where(rows.c.run_id == run_id, rows.c.status == DatasetStatus.PENDING)
+    if dataset_id is not None:
+        query = query.where(rows.c.dataset_id == dataset_id)
+    if after_stage is not None:
+        query = query.where(rows.c.stage > after_stage)
+    now = utcnow()
+    async with engine.begin() as conn:
+        deferred = await conn.execute(
+            query.values(status=DatasetStatus.DEFERRED, error=reason, finished_at=now)
+        )
+        await touch_run(conn, run_id, now)
+    return int(deferred.rowcount)
+
+
 # --- reads -----------------------------------------------------------------------------------
 
 
-async def dataset_counts(bind: Bind, run_id: str) -> dict[str, int]:
-    """How many of the run's datasets are in each status."""
+async def dataset_counts(bind: Bind, run_id: str, stage: int | None = None) -> dict[str, int]:
+    """How many of the run's datasets (of one ``stage``) are in each status."""
+    query = sa.select(rows.c.status, sa.func.count()).where(rows.c.run_id == run_id)
+    if stage is not None:
+        query = query.where(rows.c.stage == stage)
     async with connection(bind) as conn:
-        counted = await conn.execute(
-            sa.select(rows.c.status, sa.func.count())
-            .where(rows.c.run_id == run_id)
-            .group_by(rows.c.status)
-        )
+        counted = await conn.execute(query.group_by(rows.c.status))
         return {status: count for status, count in counted}
 
 
@@ -421,22 +510,41 @@ async def get_run_dataset(bind: Bind, run_id: str, dataset_id: str) -> RunDatase
 
 
 async def dataset_ids_in(
-    engine: AsyncEngine, run_id: str, statuses: Sequence[DatasetStatus]
+    engine: AsyncEngine,
+    run_id: str,
+    statuses: Sequence[DatasetStatus],
+    stage: int | None = None,
 ) -> list[str]:
-    """The run's datasets in one of ``statuses``, by id."""
+    """The run's datasets (of one ``stage``) in one of ``statuses``, by id."""
+    query = sa.select(rows.c.dataset_id).where(rows.c.run_id == run_id, rows.c.status.in_(statuses))
+    if stage is not None:
+        query = query.where(rows.c.stage == stage)
     async with engine.connect() as conn:
-        return list(
-            await conn.scalars(
-                sa.select(rows.c.dataset_id)
-                .where(rows.c.run_id == run_id, rows.c.status.in_(statuses))
-                .order_by(rows.c.dataset_id)
-            )
-        )
+        return list(await conn.scalars(query.order_by(rows.c.dataset_id)))
 
 
 async def open_dataset_ids(engine: AsyncEngine, run_id: str) -> list[str]:
     """A run's datasets that have no outcome yet."""
     return await dataset_ids_in(engine, run_id, OPEN_STATUSES)
+
+
+async def succeeded_durations_ms(
+    engine: AsyncEngine,
+) -> dict[tuple[int | None, int | None], tuple[float, int]]:
+    """Mean duration and count of earlier successful migrations, by version before and after
+    (what a plan's estimate is made of)."""
+    query = (
+        sa.select(
+            rows.c.version_before,
+            rows.c.version_after,
+            sa.func.avg(rows.c.duration_ms),
+            sa.func.count(),
+        )
+        .where(rows.c.status == DatasetStatus.SUCCEEDED, rows.c.duration_ms.is_not(None))
+        .group_by(rows.c.version_before, rows.c.version_after)
+    )
+    async with engine.connect() as conn:
+        return {(b, a): (float(avg or 0), int(n)) for b, a, avg, n in await conn.execute(query)}
 
 
 async def run_status(engine: AsyncEngine, run_id: str) -> RunStatus:

@@ -127,7 +127,15 @@ async def _migrate_locked(
         )
     if dataset_id == DEFAULT_ENGINE_ID and not settings.enable_backend_access_control:
         return await migrate_default_engine(engine, settings, run_id)
-    return await migrate_registered(engine, settings, run_id, dataset_id)
+    options = await store.run_options(engine, run_id)
+    budget = options.get("max_failures")
+    return await migrate_registered(
+        engine,
+        settings,
+        run_id,
+        dataset_id,
+        max_failures=int(budget) if budget is not None else None,
+    )
 
 
 async def record_timed_out(

@@ -48,7 +48,8 @@ class DatasetOutcome:
     Fields: ``dataset_id``; ``status`` (a final ``DatasetStatus``); ``version_before`` and
     ``version_after``, the vector schema versions when known; ``duration_ms``; ``error``
     (``ErrorClass: message``, secrets removed) and ``step`` (where it failed), when it failed;
-    ``name``, the dataset's name when known.
+    ``name``, the dataset's name when known; ``revision_failed``, True when the migration
+    itself raised (not a connection error or a timeout: what counts toward quarantine).
     """
 
     dataset_id: str
@@ -59,6 +60,7 @@ class DatasetOutcome:
     error: str | None = None
     step: str | None = None
     name: str | None = None
+    revision_failed: bool = False
 
     @property
     def finished_badly(self) -> bool:
@@ -70,7 +72,7 @@ class DatasetOutcome:
 
     def to_dict(self, *, name_max_chars: int | None = None) -> dict[str, Any]:
         """The fields that are set, as JSON types; ``name_max_chars`` cuts the name short."""
-        data = {k: v for k, v in asdict(self).items() if v is not None}
+        data = {k: v for k, v in asdict(self).items() if v is not None and v is not False}
         if name_max_chars is not None and self.name is not None:
             data["name"] = cut_name(self.name, name_max_chars)
         return data
@@ -127,7 +129,7 @@ def log_summary(summary: RunSummary) -> None:
     counts = summary.counts
     log.info(
         "Run %s %s: relational %s -> %s; datasets total=%d succeeded=%d failed=%d "
-        "timed_out=%d skipped=%d in %.2fs",
+        "timed_out=%d skipped=%d deferred=%d in %.2fs%s",
         summary.run_id,
         summary.status,
         summary.relational_before,
@@ -137,7 +139,9 @@ def log_summary(summary: RunSummary) -> None:
         counts.get(DatasetStatus.FAILED, 0),
         counts.get(DatasetStatus.TIMED_OUT, 0),
         counts.get(DatasetStatus.SKIPPED, 0),
+        counts.get(DatasetStatus.DEFERRED, 0),
         summary.duration_s,
+        f" ({summary.error})" if summary.status == RunStatus.HALTED else "",
     )
 
 

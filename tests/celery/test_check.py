@@ -64,7 +64,8 @@ def test_check_reports_pending_drifted_and_stale_without_enqueueing(
     log = worker.log()
     assert (
         f"Scheduled check: control plane {HEAD} (head {HEAD}); 1 dataset(s) pending, 1 drifted, "
-        "0 unreadable; 1 stale run(s) failed; run in progress: none; action=report enqueued=none"
+        "0 unreadable, 0 quarantined; 1 stale run(s) failed; run in progress: none; "
+        "action=report enqueued=none"
     ) in log
     assert f"drifted dataset(s) (own record disagrees with the cache): drifted ({drifted})" in log
     assert received(log, "tasks.migrate_run") == 0

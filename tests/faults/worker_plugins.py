@@ -1,7 +1,7 @@
 """Loaded by the fault scenarios' workers (``--include tests.faults.worker_plugins``): registers
-the ``probe`` adapter, and — when FAULTS_MARKS names a directory — leaves one file per task a
-pool process starts (``<task name>.<task id>``, holding its pid), so a scenario knows which
-process to kill."""
+the ``probe`` and ``broken`` adapters, and — when FAULTS_MARKS names a directory — leaves one
+file per task a pool process starts (``<task name>.<task id>``, holding its pid), so a scenario
+knows which process to kill."""
 
 from __future__ import annotations
 
@@ -13,8 +13,11 @@ from celery.signals import task_prerun
 
 from migrator.vector.registry import register_adapter
 from tests.faults.probe_adapter import PROVIDER, ProbeAdapter
+from tests.support.broken_adapter import PROVIDER as BROKEN
+from tests.support.broken_adapter import BrokenAdapter
 
 register_adapter(PROVIDER, ProbeAdapter)
+register_adapter(BROKEN, BrokenAdapter)
 
 
 @task_prerun.connect
