@@ -12,6 +12,10 @@ from typing import Any
 from celery import Celery
 from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
 
+# The built-in adapters (LanceDB and pyarrow take seconds to import) load once in the prefork
+# parent, so no child spends a dataset's time limit on its first import.
+import migrator.vector.lancedb_adapter
+import migrator.vector.pgvector_adapter  # noqa: F401
 from migrator.logging_setup import configure_logging
 from migrator.settings import Settings, get_settings
 from worker.config import celery_config
