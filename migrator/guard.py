@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,8 +21,9 @@ from migrator.db import control_plane
 from migrator.errors import DatasetBehindError, DatasetNotFoundError
 from migrator.models import dataset_databases
 from migrator.settings import Settings, get_settings
-from migrator.vector.revisions import RevisionChain, load_chain
-from migrator.vector.revisions.history import LEGACY_REVISIONS
+
+if TYPE_CHECKING:
+    from migrator.vector.revisions import RevisionChain
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,10 @@ def revision_of_version(version: int) -> str | None:
     revision); None for a dataset at base."""
     # The control plane caches an integer until the vector-revisions wiring stores revision
     # ids; until then the legacy mapping is the one way from one to the other.
+    # Imported here: the revisions package loads LanceDB, which `import migrator` (every CLI
+    # call) must not pay for.
+    from migrator.vector.revisions.history import LEGACY_REVISIONS
+
     if version <= 0:
         return None
     if version > len(LEGACY_REVISIONS):
@@ -110,6 +116,8 @@ async def require_current(
     """Return the dataset's status when its revision is at or past ``min_revision`` (default:
     the head of ``folder``, the vector revisions the application runs with; default the packaged
     folder); else raise ``DatasetBehindError`` naming both revisions."""
+    from migrator.vector.revisions import load_chain
+
     chain = load_chain(folder)
     required = min_revision if min_revision is not None else chain.head
     status = await dataset_status(dataset_id, settings=settings, engine=engine)
