@@ -41,7 +41,7 @@ class DatasetRow:
     provider: str
     url: str
     state: str
-    vector_schema_version: int
+    vector_schema_version: str | None
     last_migrated_at: datetime | None
     last_error: str | None
 
@@ -113,14 +113,14 @@ async def add_dataset(
                     vector_provider=provider,
                     url=url,
                     connection_info={},
-                    vector_schema_version=0,
+                    vector_schema_version=None,
                     state=state,
                     server_key=server_key,
                 )
             )
     except IntegrityError as exc:
         raise UsageError(f"a dataset named {name!r} already exists") from exc
-    return DatasetRow(dataset_id, name, owner, provider, url, state, 0, None, None)
+    return DatasetRow(dataset_id, name, owner, provider, url, state, None, None, None)
 
 
 def _select_rows() -> sa.Select[Any]:
@@ -221,13 +221,15 @@ async def update_cache(
     dataset_id: str,
     *,
     error: str | None,
-    version_after: int | None = None,
+    version_after: str | None = None,
     migrated_at: datetime | None = None,
 ) -> None:
     """Refresh what the control plane caches of a dataset after a migration attempt, inside
-    the caller's transaction: its last error, and its version and time when known."""
+    the caller's transaction: its last error, and its revision and time when known. A
+    migration that succeeded (``migrated_at`` given) knows the revision even when it is None
+    (downgraded to base); a failed one updates it only when it reached one."""
     cache: dict[str, Any] = {"last_error": error}
-    if version_after is not None:
+    if version_after is not None or migrated_at is not None:
         cache["vector_schema_version"] = version_after
     if migrated_at is not None:
         cache["last_migrated_at"] = migrated_at
@@ -243,7 +245,7 @@ class CachedTarget:
     """Where a dataset lives, and the vector schema version the control plane caches for it."""
 
     target: DatasetTarget
-    cached_version: int
+    cached_version: str | None
 
 
 async def load_targets(bind: Bind, where: sa.ColumnElement[bool]) -> list[CachedTarget]:

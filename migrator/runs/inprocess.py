@@ -18,6 +18,7 @@ from migrator.logging_setup import logs_when_unconfigured
 from migrator.relational import upgrade_to_head
 from migrator.runs import store
 from migrator.runs.dataset import migrate_default_engine, migrate_registered
+from migrator.runs.goal import goal_options, plan_goal
 from migrator.runs.selection import select_pending
 from migrator.runs.summary import DatasetOutcome, RunSummary, describe_error, log_summary
 from migrator.settings import Settings, get_settings
@@ -36,6 +37,8 @@ async def run_startup_migrations(
     requested_by: str | None = None,
     dataset_ids: Sequence[str] | None = None,
     verify: bool = False,
+    to_revision: str | None = None,
+    downgrade: bool = False,
     settings: Settings | None = None,
     on_progress: ProgressCallback | None = None,
     prepare: Callable[[AsyncEngine], Awaitable[object]] | None = None,
@@ -48,6 +51,8 @@ async def run_startup_migrations(
     - ``requested_by``: who asked, for the run record.
     - ``dataset_ids``: migrate only these registered datasets (an unknown id is an error).
     - ``verify``: open every active dataset and read its own version instead of the cache.
+    - ``to_revision``: the vector revision to reach (default: the head of VECTOR_MIGRATIONS'
+      chain); with ``downgrade``, the revision to go down to (``"base"``: undo everything).
     - ``settings``: a ``Settings``; read from the environment when omitted.
     - ``on_progress``: called as ``(done, total, failed)`` after each dataset.
     - ``prepare``: awaited with the control-plane engine once it is at head, before datasets
@@ -57,8 +62,10 @@ async def run_startup_migrations(
     dataset failed or timed out), the relational revision before and after, each dataset's
     outcome, counts and duration. The same run is recorded in the control plane.
 
-    Raises ``FileNotFoundError`` when alembic.ini or the migrations folder is missing and
-    ``MigrationError`` when Alembic fails; in both cases no dataset is touched, and the error
+    Raises ``FileNotFoundError`` when alembic.ini or the migrations folder is missing,
+    ``MigrationError`` when Alembic fails, and a ``RevisionError`` when the vector revision
+    folder is not one clean chain or ``to_revision`` is not in it; in each case no dataset is
+    touched, and the error
     carries ``run_id`` when the failed run could be recorded. One dataset's failure is recorded
     in the summary and never stops the others.
     """
@@ -67,15 +74,23 @@ async def run_startup_migrations(
     started_at = utcnow()
     started = time.monotonic()
     try:
+        # The chain first: a bad folder or target stops the run before anything is touched.
+        goal = plan_goal(settings, to_revision, downgrade=downgrade)
+    except Exception as exc:
+        await _record_early_failure(settings, trigger, requested_by, started_at, exc, "vector")
+        raise
+    try:
         relational = await upgrade_to_head(settings)
     except Exception as exc:
-        await _record_relational_failure(settings, trigger, requested_by, started_at, exc)
+        await _record_early_failure(settings, trigger, requested_by, started_at, exc, "relational")
         raise
     async with control_plane(settings) as engine:
         if prepare is not None:
             await prepare(engine)
         if settings.enable_backend_access_control:
-            pending = await select_pending(engine, dataset_ids=dataset_ids, verify=verify)
+            pending = await select_pending(
+                engine, target=goal.target, dataset_ids=dataset_ids, verify=verify
+            )
         else:
             pending = []
         run_id = await store.create_run(
@@ -85,7 +100,7 @@ async def run_startup_migrations(
             relational_before=relational.before,
             relational_after=relational.after,
             started_at=started_at,
-            options={"verify": verify, "subset": dataset_ids is not None},
+            options={"verify": verify, "subset": dataset_ids is not None, **goal_options(goal)},
         )
         log.info(
             "Run %s (%s): control plane %s -> %s; %d dataset database(s) to migrate.",
@@ -144,12 +159,13 @@ async def _migrate_default(
     return outcome
 
 
-async def _record_relational_failure(
+async def _record_early_failure(
     settings: Settings,
     trigger: Trigger,
     requested_by: str | None,
     started_at: datetime,
     exc: Exception,
+    step: str,
 ) -> None:
     """Record the failed run when the control plane has a run table to hold it."""
     try:
@@ -163,9 +179,10 @@ async def _record_relational_failure(
                 error=describe_error(exc, settings),
             )
         exc.run_id = run_id  # type: ignore[attr-defined]
-        log.error("Run %s failed in the relational step; no dataset was touched.", run_id)
+        log.error("Run %s failed in the %s step; no dataset was touched.", run_id, step)
     except Exception as record_exc:
         log.error(
-            "Relational step failed; the run could not be recorded (%s); no dataset was touched.",
+            "%s step failed; the run could not be recorded (%s); no dataset was touched.",
+            step.capitalize(),
             type(record_exc).__name__,
         )

@@ -15,11 +15,13 @@ from migrator.locks.heartbeat import heartbeat
 from migrator.locks.redis import Locks, confirm_run_lock
 from migrator.relational import RelationalResult, upgrade_to_head
 from migrator.runs import store
+from migrator.runs.goal import goal_options, plan_goal
 from migrator.runs.request import RunRequest
 from migrator.runs.selection import select_datasets
 from migrator.runs.summary import RunSummary, describe_error, log_summary
 from migrator.settings import Settings
 from migrator.states import RunStatus
+from migrator.vector.base import RevisionGoal
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +77,10 @@ async def _plan_run(
         existing = await store.run_state(engine, request.run_id)
         if existing is not None:  # the parent was redelivered after recording the run
             return await _resume(engine, existing)
-        dataset_ids = await select_datasets(engine, settings, request)
-        await _create_run(engine, request, started_at, task_id, relational)
+        # The chain is loaded here: a bad folder fails the run before any dataset is touched.
+        goal = plan_goal(settings, request.to_revision, downgrade=request.downgrade)
+        dataset_ids = await select_datasets(engine, settings, request, goal)
+        await _create_run(engine, request, started_at, task_id, relational, goal)
         await store.add_run_datasets(engine, request.run_id, dataset_ids)
     except Exception as exc:
         summary = await record_failed_run(
@@ -140,6 +144,7 @@ async def _create_run(
     started_at: datetime,
     task_id: str | None,
     outcome: RelationalResult | str,
+    goal: RevisionGoal | None = None,
 ) -> None:
     """Record the requested run: running, from the relational step's ``outcome``; or failed
     before any dataset was touched, ``outcome`` being the error."""
@@ -155,7 +160,7 @@ async def _create_run(
         status=RunStatus.RUNNING if error is None else RunStatus.FAILED,
         started_at=started_at,
         celery_task_id=task_id,
-        options=request.options(),
+        options={**request.options(), **(goal_options(goal) if goal else {})},
         error=error,
     )
 

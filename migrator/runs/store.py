@@ -162,7 +162,7 @@ def _row(run_id: str, dataset_id: str) -> sa.ColumnElement[bool]:
 
 
 async def mark_dataset_running(
-    bind: Bind, run_id: str, dataset_id: str, version_before: int | None
+    bind: Bind, run_id: str, dataset_id: str, version_before: str | None
 ) -> None:
     """A delivery starts on the dataset: ``running``, one attempt more."""
     now = utcnow()
