@@ -15,7 +15,9 @@ from migrator.datasets import add_dataset
 from migrator.db import control_plane
 from migrator.errors import HeadMismatchError
 from migrator.relational import upgrade_to_head
-from migrator.runs.dataset import migrate_target
+from migrator.runs import store
+from migrator.runs.dataset import migrate_registered, migrate_target
+from migrator.runs.goal import goal_options
 from migrator.runs.inprocess import run_startup_migrations
 from migrator.settings import Settings
 from migrator.states import DatasetStatus
@@ -146,3 +148,24 @@ def test_a_worker_whose_folder_has_another_head_refuses_the_dataset_untouched(
     assert "'0009_elsewhere'" in outcome.error and repr(HEAD) in outcome.error
     assert not Path(t.url).exists()
     assert asyncio.run(version_of(t, settings)) is None
+
+
+def test_a_run_planned_against_another_head_fails_each_dataset_alone_untouched(
+    control: Settings, lance_url: UrlFactory
+) -> None:
+    """A mixed deployment: the run was recorded by a process whose folder ends at LANG; this
+    process (the packaged folder) must not take the dataset to its own head instead."""
+
+    async def scenario() -> tuple[str, object]:
+        async with control_plane(control) as engine:
+            row = await add_dataset(engine, control, name="ds", provider="lancedb")
+            run_id = await store.create_run(
+                engine, trigger="admin", options=goal_options(RevisionGoal(LANG, UPGRADE, LANG))
+            )
+            await store.add_run_datasets(engine, run_id, [row.id])
+            return row.url, await migrate_registered(engine, control, run_id, row.id)
+
+    url, outcome = asyncio.run(scenario())
+    assert outcome.status == DatasetStatus.FAILED  # type: ignore[attr-defined]
+    assert f"the run targets vector head {LANG!r}" in outcome.error  # type: ignore[attr-defined]
+    assert not Path(url).exists()
