@@ -367,3 +367,17 @@ def default_engine_target(settings: Settings) -> DatasetTarget:
     if settings.vector_db_provider == "lancedb":
         url = f"{url.rstrip('/')}/{DEFAULT_ENGINE_ID}"
     return DatasetTarget(DEFAULT_ENGINE_ID, DEFAULT_ENGINE_ID, settings.vector_db_provider, url)
+
+
+async def cached_revisions(bind: Bind, dataset_ids: Sequence[str]) -> list[str | None]:
+    """The vector revisions the control plane caches for ``dataset_ids`` (any order)."""
+    found: list[str | None] = []
+    async with connection(bind) as conn:
+        for start in range(0, len(dataset_ids), ID_BATCH):
+            chunk = list(dataset_ids[start : start + ID_BATCH])
+            found += await conn.scalars(
+                sa.select(dataset_databases.c.vector_schema_version).where(
+                    dataset_databases.c.dataset_id.in_(chunk)
+                )
+            )
+    return found

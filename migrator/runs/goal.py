@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from migrator.datasets import cached_revisions
 from migrator.db import connection
 from migrator.models import migration_runs
 from migrator.settings import Settings
@@ -22,8 +23,8 @@ BASE = "base"  # `--to base` on a downgrade: undo every revision
 
 def plan_goal(settings: Settings, to_revision: str | None, *, downgrade: bool) -> RevisionGoal:
     """The goal of a new run. Loads the configured chain (a folder that is not one clean chain
-    raises, naming the file, before any dataset is touched), checks ``to_revision`` is in it,
-    and for a downgrade that every revision on the way down from head has a ``downgrade``."""
+    raises, naming the file, before any dataset is touched) and checks ``to_revision`` is in
+    it; ``refuse_blocked_downgrade`` checks a downgrade's path once its datasets are chosen."""
     chain = configured_chain(settings)
     if downgrade:
         if to_revision is None:
@@ -31,10 +32,24 @@ def plan_goal(settings: Settings, to_revision: str | None, *, downgrade: bool) -
         target = (
             None if to_revision == BASE else chain.get(to_revision, "downgrade target").revision
         )
-        chain.downgrade_path(chain.head, target)  # refuses a revision without downgrade
         return RevisionGoal(target, DOWNGRADE, chain.head)
     target = chain.head if to_revision is None else chain.get(to_revision, "--to").revision
     return RevisionGoal(target, UPGRADE, chain.head)
+
+
+async def refuse_blocked_downgrade(
+    engine: AsyncEngine, settings: Settings, goal: RevisionGoal, dataset_ids: list[str]
+) -> None:
+    """Before any dataset is touched: a downgrade whose way down, from the highest revision its
+    datasets are cached at, passes a revision without ``downgrade`` raises
+    ``MissingDowngradeError`` naming it. A dataset whose cache is stale still refuses alone."""
+    if goal.direction != DOWNGRADE or not dataset_ids:
+        return
+    chain = configured_chain(settings)
+    cached = await cached_revisions(engine, dataset_ids)
+    top = max((chain.position(r) for r in cached if r in chain.ids()), default=0)
+    if top > chain.position(goal.target):
+        chain.downgrade_path(chain.ids()[top - 1], goal.target)
 
 
 def goal_options(goal: RevisionGoal) -> dict[str, Any]:

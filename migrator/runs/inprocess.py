@@ -18,7 +18,7 @@ from migrator.logging_setup import logs_when_unconfigured
 from migrator.relational import upgrade_to_head
 from migrator.runs import store
 from migrator.runs.dataset import migrate_default_engine, migrate_registered
-from migrator.runs.goal import goal_options, plan_goal
+from migrator.runs.goal import goal_options, plan_goal, refuse_blocked_downgrade
 from migrator.runs.selection import select_pending
 from migrator.runs.summary import DatasetOutcome, RunSummary, describe_error, log_summary
 from migrator.settings import Settings, get_settings
@@ -91,6 +91,13 @@ async def run_startup_migrations(
             pending = await select_pending(
                 engine, target=goal.target, dataset_ids=dataset_ids, verify=verify
             )
+            try:
+                await refuse_blocked_downgrade(engine, settings, goal, pending)
+            except Exception as exc:
+                await _record_early_failure(
+                    settings, trigger, requested_by, started_at, exc, "vector"
+                )
+                raise
         else:
             pending = []
         run_id = await store.create_run(

@@ -15,7 +15,7 @@ from migrator.locks.heartbeat import heartbeat
 from migrator.locks.redis import Locks, confirm_run_lock
 from migrator.relational import RelationalResult, upgrade_to_head
 from migrator.runs import store
-from migrator.runs.goal import goal_options, plan_goal
+from migrator.runs.goal import goal_options, plan_goal, refuse_blocked_downgrade
 from migrator.runs.request import RunRequest
 from migrator.runs.selection import select_datasets
 from migrator.runs.summary import RunSummary, describe_error, log_summary
@@ -80,6 +80,7 @@ async def _plan_run(
         # The chain is loaded here: a bad folder fails the run before any dataset is touched.
         goal = plan_goal(settings, request.to_revision, downgrade=request.downgrade)
         dataset_ids = await select_datasets(engine, settings, request, goal)
+        await refuse_blocked_downgrade(engine, settings, goal, dataset_ids)
         await _create_run(engine, request, started_at, task_id, relational, goal)
         await store.add_run_datasets(engine, request.run_id, dataset_ids)
     except Exception as exc:

@@ -45,9 +45,11 @@ from migrator.vector.revisions import (
     RevisionChain,
     current_pgvector,
     downgrade_pgvector,
+    plan_pgvector,
     stamp_pgvector,
     upgrade_pgvector,
 )
+from migrator.vector.revisions.pg_sql import PgSql
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +243,7 @@ class PgVectorAdapter(RevisionAdapter):
         self.ssl_mode = admit(self.address, self.settings, dataset=self.target.dataset_id)
         self.schema = schema_for(self.target.dataset_id, self.target.connection_info)
         self._conn: asyncpg.Connection | None = None
+        self._work_conn: asyncpg.Connection | None = None
 
     @classmethod
     def normalise_url(cls, url: str) -> tuple[str, str]:
@@ -262,7 +265,15 @@ class PgVectorAdapter(RevisionAdapter):
             self._conn = await self._open()
         return self._conn
 
-    async def _open(self) -> asyncpg.Connection:
+    async def _work_connection(self) -> asyncpg.Connection:
+        """The connection revisions run on: an index build or a backfill is heavy, so its
+        statements are bounded by DATASET_TIMEOUT_S, not QUERY_TIMEOUT_S. The lock stays on
+        the light connection, whose session holds it."""
+        if self._work_conn is None:
+            self._work_conn = await self._open(self.settings.dataset_timeout_s)
+        return self._work_conn
+
+    async def _open(self, command_timeout_s: float | None = None) -> asyncpg.Connection:
         password = self.settings.vector_db_password.get_secret_value()
         try:
             return await asyncpg.connect(
@@ -274,7 +285,7 @@ class PgVectorAdapter(RevisionAdapter):
                 ssl=pgauth.ssl_argument(self.ssl_mode, self.settings.vector_db_sslrootcert),
                 timeout=self.settings.connect_timeout_s,
                 # Every statement is light unless it says otherwise (index builds pass their own).
-                command_timeout=self.settings.query_timeout_s,
+                command_timeout=command_timeout_s or self.settings.query_timeout_s,
                 # This name is also what makes pgauth refuse cleartext and MD5 password requests.
                 server_settings={"application_name": pgauth.GUARDED_APPLICATION_NAME},
             )
@@ -344,7 +355,7 @@ class PgVectorAdapter(RevisionAdapter):
     async def apply(
         self, chain: RevisionChain, goal: RevisionGoal, on_revision: Any
     ) -> AppliedRevisions:
-        conn = await self._connection()
+        conn = await self._work_connection()
         async with self._bounded():
             # Created here first, so a missing extension names this server and the fix.
             await self._ensure_extension(conn)
@@ -355,6 +366,20 @@ class PgVectorAdapter(RevisionAdapter):
             return await upgrade_pgvector(
                 conn, self.schema, chain, self.context, goal.target, on_revision
             )
+
+    async def plan_sql(self, chain: RevisionChain, to_revision: str | None) -> list[str]:
+        """What an upgrade to ``to_revision`` (default head) would execute, executing nothing:
+        each pending revision's statements planned against the dataset as it is now."""
+        conn = await self._connection()
+        async with self._bounded():
+            current = await current_pgvector(conn, self.schema, chain)
+            sql = PgSql(self.schema, await _extension_schema(conn) or "public")
+            lines: list[str] = []
+            for revision in chain.upgrade_path(current, to_revision):
+                lines.append(f"-- {revision.revision}: {revision.message}")
+                for op in await plan_pgvector(conn, self.schema, self.context, revision):
+                    lines += [s if s.startswith("--") else f"{s};" for s in sql.statements(op)]
+            return lines
 
     async def stamp(self, chain: RevisionChain, revision: str | None) -> None:
         conn = await self._connection()
@@ -396,7 +421,12 @@ class PgVectorAdapter(RevisionAdapter):
         )
 
     async def close(self) -> None:
+        work, self._work_conn = self._work_conn, None
+        await self._close_one(work)
         conn, self._conn = self._conn, None
+        await self._close_one(conn)
+
+    async def _close_one(self, conn: asyncpg.Connection | None) -> None:
         if conn is None or conn.is_closed():
             return
         try:
