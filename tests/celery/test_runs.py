@@ -193,7 +193,7 @@ def test_subset_then_verify_then_unknown_id(
         HEAD_VERSION,
         HEAD_VERSION,
     )
-    assert (outcomes[c]["version_before"], outcomes[c]["version_after"]) == (None, HEAD_VERSION)
+    assert (outcomes[c].get("version_before"), outcomes[c]["version_after"]) == (None, HEAD_VERSION)
 
     unknown = str(uuid.uuid4())
     refused = cli.run("enqueue", "--dataset", unknown, *WAIT)
