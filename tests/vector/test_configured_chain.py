@@ -13,14 +13,15 @@ import pytest
 
 from migrator.datasets import add_dataset
 from migrator.db import control_plane
-from migrator.errors import HeadMismatchError
+from migrator.errors import HeadMismatchError, MessageRefusedError
 from migrator.relational import upgrade_to_head
 from migrator.runs import store
 from migrator.runs.dataset import migrate_registered, migrate_target
 from migrator.runs.goal import goal_options
 from migrator.runs.inprocess import run_startup_migrations
+from migrator.runs.request import RunRequest
 from migrator.settings import Settings
-from migrator.states import DatasetStatus
+from migrator.states import DatasetStatus, Trigger
 from migrator.vector.base import UPGRADE, RevisionGoal
 from migrator.vector.revisions.errors import MissingDowngradeError, MultipleHeadsError
 from tests.support.rows import runs
@@ -169,3 +170,12 @@ def test_a_run_planned_against_another_head_fails_each_dataset_alone_untouched(
     assert outcome.status == DatasetStatus.FAILED  # type: ignore[attr-defined]
     assert f"the run targets vector head {LANG!r}" in outcome.error  # type: ignore[attr-defined]
     assert not Path(url).exists()
+
+
+def test_a_message_carries_the_target_revision_id_validated() -> None:
+    run_id = "00000000-0000-4000-8000-000000000002"
+    request = RunRequest(run_id, Trigger.ADMIN, to_revision=LANG, downgrade=True)
+    assert RunRequest.from_message(run_id, request.to_message()) == request
+    for bad in ({"to_revision": "x\n; DROP"}, {"to_revision": ""}, {"downgrade": "yes"}):
+        with pytest.raises(MessageRefusedError):
+            RunRequest.from_message(run_id, {**request.to_message(), **bad})
