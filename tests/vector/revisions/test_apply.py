@@ -45,7 +45,7 @@ async def history(dataset: Dataset) -> list[str]:
     if dataset.provider == "lancedb":
         table = await (await dataset.handle.open_table("migrator_revisions")).query().to_arrow()
         return sorted(table.column("revision").to_pylist())
-    rows = await dataset.handle.fetch("SELECT revision FROM ds_revisions.migrator_revisions")
+    rows = await dataset.handle.fetch("SELECT revision FROM app_revisions.migrator_revisions")
     return sorted(r["revision"] for r in rows)
 
 

@@ -37,9 +37,9 @@ def test_pgvector_rolls_back_every_pending_transactional_revision(
                 await dataset.upgrade(chain)
             assert "revision 'c' failed at execute('SELECT 1 / 0')" in str(caught.value)
             assert "DivisionByZeroError" in str(caught.value)
-            assert await dataset.handle.fetchval("SELECT to_regclass('ds_revisions.t')") is None
+            assert await dataset.handle.fetchval("SELECT to_regclass('app_revisions.t')") is None
             recorded = await dataset.handle.fetchval(
-                "SELECT count(*) FROM ds_revisions.migrator_revisions"
+                "SELECT count(*) FROM app_revisions.migrator_revisions"
             )
             assert recorded == 0
             applied = await dataset.upgrade(chain, "b")
