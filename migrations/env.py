@@ -15,6 +15,7 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from migrator.histories import MIGRATOR_VERSION_TABLE, carry_over_legacy, include_migrator_name
 from migrator.models import metadata
 from migrator.settings import get_settings, to_async_url
 
@@ -46,6 +47,10 @@ def _configure(connection: Connection | None = None, url: str | None = None) -> 
         compare_type=True,
         transaction_per_migration=True,
         literal_binds=connection is None,
+        # The application's history may share this database: ours keeps its own version table
+        # and never sees (nor autogenerates drops of) the application's tables.
+        version_table=MIGRATOR_VERSION_TABLE,
+        include_name=include_migrator_name,
     )
 
 
@@ -56,6 +61,9 @@ def run_migrations_offline() -> None:
 
 
 def _run_sync(connection: Connection) -> None:
+    own_revisions = {script.revision for script in context.script.walk_revisions()}
+    with connection.begin():
+        carry_over_legacy(connection, own_revisions)
     _configure(connection=connection)
     with context.begin_transaction():
         context.run_migrations()

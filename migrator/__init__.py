@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from migrator.errors import MigrationError, MigratorError
+from migrator.errors import DatasetBehindError, MigrationError, MigratorError
+from migrator.guard import DatasetStatus, dataset_status, require_current
 from migrator.runs.inprocess import run_startup_migrations
 from migrator.runs.summary import DatasetOutcome, RunSummary
 
 __all__ = [
+    "DatasetBehindError",
     "DatasetOutcome",
+    "DatasetStatus",
     "MigrationError",
     "MigratorError",
     "RunSummary",
+    "dataset_status",
+    "require_current",
     "run_startup_migrations",
 ]

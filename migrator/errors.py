@@ -53,12 +53,21 @@ class UsageError(MigratorError):
 
 
 class MigrationError(MigratorError):
-    """Raised when Alembic fails; ``output`` holds Alembic's own output (passwords removed)."""
+    """Raised when Alembic fails; ``output`` holds Alembic's own output (passwords removed),
+    ``history`` says whose history failed: the migrator's or the application's."""
 
-    def __init__(self, message: str, *, output: str = "", returncode: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        output: str = "",
+        returncode: int | None = None,
+        history: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.output = output
         self.returncode = returncode
+        self.history = history
 
 
 class LockTimeoutError(MigratorError):
@@ -129,6 +138,23 @@ class DatasetNotFoundError(MigratorError):
     """Raised when a dataset id or name is not in the control plane."""
 
     exit_code = EXIT_USAGE
+
+
+class DatasetBehindError(MigratorError):
+    """Raised by the write guard when a dataset's vector schema is below the revision required."""
+
+    def __init__(
+        self, dataset_id: str, revision: str | None, required: str | None, last_error: str | None
+    ) -> None:
+        self.dataset_id = dataset_id
+        self.revision = revision
+        self.required = required
+        self.last_error = last_error
+        cause = f"; its last migration failed: {last_error}" if last_error else ""
+        super().__init__(
+            f"dataset {dataset_id} is at vector revision {revision or '(base)'}; "
+            f"{required or '(base)'} or later is required{cause}"
+        )
 
 
 class RunNotFoundError(MigratorError):

@@ -1,4 +1,5 @@
-"""The relational step: ``alembic upgrade head`` against the control plane, once, under a lock."""
+"""The relational step: ``alembic upgrade head`` against the control plane, once, under a lock,
+for the migrator's history and (APP_ALEMBIC_CONFIG) the application's."""
 
 from __future__ import annotations
 
@@ -14,10 +15,17 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrator.db import control_plane
 from migrator.errors import MigrationError
+from migrator.histories import (
+    LEGACY_VERSION_TABLE,
+    MIGRATOR_VERSION_TABLE,
+    legacy_revision,
+    recorded_revisions,
+)
 from migrator.locks.relational import relational_lock
 from migrator.settings import Settings
 from migrator.urls import obfuscate_url, redact
@@ -25,9 +33,14 @@ from migrator.urls import obfuscate_url, redact
 log = logging.getLogger(__name__)
 
 
+MIGRATOR_HISTORY = "the migrator's history (ALEMBIC_CONFIG)"
+APPLICATION_HISTORY = "the application's history (APP_ALEMBIC_CONFIG)"
+
+
 @dataclass(frozen=True)
 class RelationalResult:
-    """What the relational step found and left: revisions before and after, Alembic's output."""
+    """What the relational step found and left: the migrator's revisions before and after (and
+    the application's, when APP_ALEMBIC_CONFIG names one), Alembic's output."""
 
     before: str | None
     after: str | None
@@ -35,71 +48,206 @@ class RelationalResult:
     applied: bool
     duration_ms: int
     output: str = ""
+    app_before: str | None = None
+    app_after: str | None = None
+    app_head: str | None = None
+
+
+@dataclass(frozen=True)
+class History:
+    """One Alembic history of the control plane: its config, head and version table."""
+
+    label: str
+    config: Config
+    head: str | None
+    version_table: str
+
+    @property
+    def is_migrator(self) -> bool:
+        return self.label == MIGRATOR_HISTORY
 
 
 def alembic_config(settings: Settings) -> Config:
-    """Load alembic.ini; ``FileNotFoundError`` names whichever path is missing."""
-    ini_path = Path(settings.alembic_config).expanduser().resolve()
+    """Load the migrator's alembic.ini; ``FileNotFoundError`` names whichever path is missing."""
+    return _load_config(Path(settings.alembic_config), MIGRATOR_HISTORY)
+
+
+def app_alembic_config(settings: Settings) -> Config | None:
+    """Load the application's alembic.ini, when APP_ALEMBIC_CONFIG names one."""
+    if settings.app_alembic_config is None:
+        return None
+    return _load_config(Path(settings.app_alembic_config), APPLICATION_HISTORY)
+
+
+def _load_config(path: Path, label: str) -> Config:
+    ini_path = path.expanduser().resolve()
     if not ini_path.is_file():
-        raise FileNotFoundError(f"alembic.ini not found at {ini_path}")
+        raise FileNotFoundError(f"alembic.ini not found at {ini_path} ({label})")
     config = Config(str(ini_path))
     config.attributes["configure_logger"] = False
     script_location = config.get_main_option("script_location")
     if not script_location:
-        raise FileNotFoundError(f"{ini_path} sets no script_location for the migrations folder")
+        raise FileNotFoundError(
+            f"{ini_path} sets no script_location for the migrations folder ({label})"
+        )
     migrations_dir = Path(script_location)
     if not migrations_dir.is_absolute():
         migrations_dir = ini_path.parent / migrations_dir
     if not (migrations_dir / "env.py").is_file():
-        raise FileNotFoundError(f"migrations folder not found at {migrations_dir} (no env.py)")
+        raise FileNotFoundError(
+            f"migrations folder not found at {migrations_dir} (no env.py) ({label})"
+        )
     return config
 
 
-def head_revision(config: Config) -> str | None:
+def head_revision(config: Config, label: str = MIGRATOR_HISTORY) -> str | None:
     heads = ScriptDirectory.from_config(config).get_heads()
     if len(heads) > 1:
-        raise MigrationError(f"the migrations folder has {len(heads)} heads: {', '.join(heads)}")
+        raise MigrationError(
+            f"the migrations folder of {label} has {len(heads)} heads: {', '.join(heads)}",
+            history=label,
+        )
     return heads[0] if heads else None
 
 
-async def current_revision(engine: AsyncEngine) -> str | None:
-    """The revision recorded in ``alembic_version``; None for an empty database."""
+def histories(settings: Settings) -> list[History]:
+    """The migrator's history, then the application's when there is one: both configs are
+    checked before the lock is taken, so a missing file fails the step before any upgrade."""
+    own = alembic_config(settings)
+    found = [History(MIGRATOR_HISTORY, own, head_revision(own), MIGRATOR_VERSION_TABLE)]
+    app = app_alembic_config(settings)
+    if app is not None:
+        # Alembic reads the version table from env.py; an application that renames its own
+        # says so in alembic.ini too, so the step can read it without running env.py.
+        table = app.get_main_option("version_table") or LEGACY_VERSION_TABLE
+        if table == MIGRATOR_VERSION_TABLE:
+            raise MigrationError(
+                f"{APPLICATION_HISTORY} names the migrator's version table {table}",
+                history=APPLICATION_HISTORY,
+            )
+        head = head_revision(app, APPLICATION_HISTORY)
+        found.append(History(APPLICATION_HISTORY, app, head, table))
+    return found
+
+
+def _own_revisions(config: Config) -> set[str]:
+    return {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
+
+
+async def current_revision(engine: AsyncEngine, config: Config) -> str | None:
+    """The migrator's revision: its own version table's, or, on a control plane from before the
+    two histories, the migrator's revision still recorded in ``alembic_version``."""
+    revision, _carried = await _migrator_revision(engine, config)
+    return revision
+
+
+async def _migrator_revision(engine: AsyncEngine, config: Config) -> tuple[str | None, bool]:
+    """(revision, whether it already lives in the migrator's own version table)."""
+    own_revisions = _own_revisions(config)
+
+    def read(conn: Connection) -> tuple[str | None, bool]:
+        if sa.inspect(conn).has_table(MIGRATOR_VERSION_TABLE):
+            return _single(recorded_revisions(conn, MIGRATOR_VERSION_TABLE)), True
+        return legacy_revision(conn, own_revisions), False
+
     async with engine.connect() as conn:
-        has_table = await conn.run_sync(
-            lambda sync_conn: sa.inspect(sync_conn).has_table("alembic_version")
-        )
-        if not has_table:
-            return None
-        version = await conn.scalar(sa.text("SELECT version_num FROM alembic_version"))
-        return None if version is None else str(version)
+        return await conn.run_sync(read)
+
+
+async def _app_revision(engine: AsyncEngine, history: History) -> str | None:
+    async with engine.connect() as conn:
+        rows = await conn.run_sync(recorded_revisions, history.version_table)
+    return _single(rows)
+
+
+def _single(rows: set[str]) -> str | None:
+    return ", ".join(sorted(rows)) if rows else None
+
+
+async def _states(engine: AsyncEngine, found: list[History]) -> list[tuple[str | None, bool]]:
+    """(revision, at head) of each history; the migrator's is not at head until carried over."""
+    states: list[tuple[str | None, bool]] = []
+    legacy_is_ours = False
+    for history in found:
+        if history.is_migrator:
+            revision, carried = await _migrator_revision(engine, history.config)
+            legacy_is_ours = revision is not None and not carried
+            states.append((revision, carried and revision == history.head))
+        elif legacy_is_ours and history.version_table == LEGACY_VERSION_TABLE:
+            # Until the carry-over, alembic_version holds the migrator's row, not the app's.
+            states.append((None, False))
+        else:
+            revision = await _app_revision(engine, history)
+            states.append((revision, revision == history.head))
+    return states
 
 
 async def upgrade_to_head(settings: Settings) -> RelationalResult:
-    """Bring the control plane to head; a no-op, without taking the lock, when it is there."""
-    config = alembic_config(settings)
-    head = head_revision(config)
+    """Bring the control plane to head, the migrator's history first and then the
+    application's, under one lock; a no-op, without taking the lock, when both are there."""
+    found = histories(settings)
     started = time.monotonic()
     url = settings.database_url.get_secret_value()
     async with control_plane(settings) as engine:
-        before = await current_revision(engine)
-        if before == head:
-            return RelationalResult(before, before, head, False, _ms_since(started))
+        before = await _states(engine, found)
+        if all(at_head for _, at_head in before):
+            return _result(found, before, before, False, started, "")
         async with relational_lock(engine, url, settings.relational_lock_timeout_s):
             # Whoever held the lock before us may have done the work already.
-            before = await current_revision(engine)
-            if before == head:
-                log.info("Control plane already at head %s (another process upgraded it).", head)
-                return RelationalResult(before, before, head, False, _ms_since(started))
-            log.info("Upgrading control plane %s from %s to %s.", obfuscate_url(url), before, head)
-            output = await _run_alembic_upgrade(config, settings)
-        after = await current_revision(engine)
-    duration_ms = _ms_since(started)
-    log.info("Control plane at %s (was %s) in %d ms.", after, before, duration_ms)
-    return RelationalResult(before, after, head, True, duration_ms, output)
+            before = await _states(engine, found)
+            if all(at_head for _, at_head in before):
+                log.info(
+                    "Control plane already at head %s (another process upgraded it).",
+                    " and application ".join(str(h.head) for h in found),
+                )
+                return _result(found, before, before, False, started, "")
+            outputs = []
+            for history, (revision, at_head) in zip(found, before, strict=True):
+                if at_head:
+                    continue
+                log.info(
+                    "Upgrading control plane %s from %s to %s (%s).",
+                    obfuscate_url(url),
+                    revision,
+                    history.head,
+                    history.label,
+                )
+                outputs.append(await _run_alembic_upgrade(history, settings))
+        after = await _states(engine, found)
+    result = _result(found, before, after, True, started, "\n".join(outputs))
+    log.info(
+        "Control plane at %s (was %s) in %d ms.", result.after, result.before, result.duration_ms
+    )
+    if len(found) > 1:
+        log.info("Application schema at %s (was %s).", result.app_after, result.app_before)
+    return result
 
 
-async def _run_alembic_upgrade(config: Config, settings: Settings) -> str:
+def _result(
+    found: list[History],
+    before: list[tuple[str | None, bool]],
+    after: list[tuple[str | None, bool]],
+    applied: bool,
+    started: float,
+    output: str,
+) -> RelationalResult:
+    app = len(found) > 1
+    return RelationalResult(
+        before[0][0],
+        after[0][0],
+        found[0].head,
+        applied,
+        _ms_since(started),
+        output,
+        app_before=before[1][0] if app else None,
+        app_after=after[1][0] if app else None,
+        app_head=found[1].head if app else None,
+    )
+
+
+async def _run_alembic_upgrade(history: History, settings: Settings) -> str:
     """Run Alembic in a child process, as upstream does, and keep everything it printed."""
+    config = history.config
     assert config.config_file_name is not None
     env = dict(os.environ)
     env["DATABASE_URL"] = settings.database_url.get_secret_value()
@@ -121,14 +269,20 @@ async def _run_alembic_upgrade(config: Config, settings: Settings) -> str:
     if process.returncode != 0:
         last_line = _last_meaningful_line(output)
         log.error(
-            "alembic upgrade head failed (exit %s): %s\n%s", process.returncode, last_line, output
+            "alembic upgrade head failed (exit %s) for %s: %s\n%s",
+            process.returncode,
+            history.label,
+            last_line,
+            output,
         )
         raise MigrationError(
-            f"alembic upgrade head failed (exit {process.returncode}): {last_line}",
+            f"alembic upgrade head failed (exit {process.returncode}) for {history.label}: "
+            f"{last_line}",
             output=output,
             returncode=process.returncode,
+            history=history.label,
         )
-    log.debug("alembic upgrade head output:\n%s", output)
+    log.debug("alembic upgrade head output: %s\n%s", history.label, output)
     return output
 
 

@@ -57,6 +57,16 @@ class Settings(BaseSettings):
     alembic_config: Path = Field(
         PROJECT_ROOT / "alembic.ini", description="Path of alembic.ini for the control plane."
     )
+    app_alembic_config: Path | None = Field(
+        None,
+        description="The application's own alembic.ini, upgraded beside the migrator's in the "
+        "relational step; empty: none.",
+    )
+    guard_cache_s: float = Field(
+        0.0,
+        ge=0,
+        description="How long require_current/dataset_status reuse a dataset's status; 0: never.",
+    )
     log_level: str = Field("INFO", description="DEBUG shows the full Alembic output of every run.")
     enable_backend_access_control: bool = Field(
         True, description="true: migrate every dataset database; false: only the default engine."

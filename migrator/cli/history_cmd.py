@@ -77,8 +77,9 @@ async def control_plane_status(engine: AsyncEngine, settings: Settings) -> dict[
     from migrator.runs.store import list_runs
     from migrator.vector.chain_config import configured_head
 
-    head = head_revision(alembic_config(settings))
-    current = await current_revision(engine)
+    config = alembic_config(settings)
+    head = head_revision(config)
+    current = await current_revision(engine, config)
     ready = current is not None
     vector_head = configured_head(settings)
     pending = await list_datasets(engine, is_pending(vector_head)) if ready else []

@@ -152,8 +152,9 @@ async def inspect(
     MIGRATION_CHECK_VERIFY) opens every up-to-date dataset to compare its own record.
     """
     inspected_at = utcnow()
-    head = head_revision(alembic_config(settings))
-    current = await current_revision(engine)
+    config = alembic_config(settings)
+    head = head_revision(config)
+    current = await current_revision(engine, config)
     report = CheckReport(
         relational_current=current, relational_head=head, inspected_at=inspected_at
     )

@@ -106,7 +106,9 @@ def test_relational_failure_exits_1_and_names_the_cause(
     assert result.returncode == 1
     failed = [line for line in result.stderr.splitlines() if line.startswith("FAILED: ")]
     assert len(failed) == 1
-    assert failed[0].startswith("FAILED: alembic upgrade head failed (exit 1): ")
+    assert failed[0].startswith(
+        "FAILED: alembic upgrade head failed (exit 1) for the migrator's history (ALEMBIC_CONFIG): "
+    )
     assert 'near "SELEC": syntax error' in failed[0]
     assert "run id: " in result.stderr
 
@@ -119,7 +121,10 @@ def test_missing_alembic_ini_exits_1(
     result = _cli("status")
 
     assert result.returncode == 1
-    assert result.stderr.strip() == f"FAILED: alembic.ini not found at {tmp_path / 'gone.ini'}"
+    assert result.stderr.strip() == (
+        f"FAILED: alembic.ini not found at {tmp_path / 'gone.ini'} "
+        "(the migrator's history (ALEMBIC_CONFIG))"
+    )
 
 
 def _all_run_records(settings: Settings) -> str:

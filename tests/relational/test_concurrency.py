@@ -33,7 +33,9 @@ def _start_run() -> subprocess.Popen[str]:
 def _versions(settings: Settings) -> list[str]:
     async def fetch() -> list[str]:
         async with control_plane(settings) as engine, engine.connect() as conn:
-            return list(await conn.scalars(sa.text("SELECT version_num FROM alembic_version")))
+            return list(
+                await conn.scalars(sa.text("SELECT version_num FROM migrator_alembic_version"))
+            )
 
     return asyncio.run(fetch())
 

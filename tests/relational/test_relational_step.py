@@ -35,7 +35,7 @@ def _rows(settings: Settings, table: sa.Table) -> list[sa.Row]:
 def _revision(settings: Settings) -> str | None:
     async def fetch() -> str | None:
         async with control_plane(settings) as engine:
-            return await current_revision(engine)
+            return await current_revision(engine, alembic_config(settings))
 
     return asyncio.run(fetch())
 
@@ -146,7 +146,10 @@ def test_missing_migrations_folder_names_the_path(
     with pytest.raises(FileNotFoundError) as caught:
         asyncio.run(run_startup_migrations(settings=settings))
 
-    assert str(caught.value) == f"migrations folder not found at {migrations_dir} (no env.py)"
+    assert str(caught.value) == (
+        f"migrations folder not found at {migrations_dir} (no env.py) "
+        "(the migrator's history (ALEMBIC_CONFIG))"
+    )
 
 
 def test_failing_revision_raises_with_alembic_output_logs_it_and_touches_no_dataset(
@@ -171,7 +174,9 @@ def test_failing_revision_raises_with_alembic_output_logs_it_and_touches_no_data
         asyncio.run(run_startup_migrations(settings=broken))
 
     error = caught.value
-    assert str(error).startswith("alembic upgrade head failed (exit 1): ")
+    assert str(error).startswith(
+        "alembic upgrade head failed (exit 1) for the migrator's history (ALEMBIC_CONFIG): "
+    )
     assert "table_that_is_not_there" in str(error)
     assert f"Running upgrade {HEAD} -> {revision_after(HEAD)}" in error.output
     assert "no such table: table_that_is_not_there" in error.output
