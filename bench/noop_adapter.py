@@ -7,7 +7,6 @@ directory on the path), exactly as a third-party adapter would be.
 from __future__ import annotations
 
 from migrator.vector.base import MigrationSteps
-from migrator.vector.schema import HEAD_VERSION
 from tests.support.fake_adapter import FakeAdapter
 
 
@@ -17,8 +16,8 @@ class NoopAdapter(FakeAdapter):
     provider = "bench-noop"
     server_key = "noop"
 
-    async def read_version(self) -> int:
-        return HEAD_VERSION
+    async def read_version(self) -> str | None:
+        return self.chain.head
 
     async def run_migrations(self) -> MigrationSteps:
-        return MigrationSteps(0, HEAD_VERSION, ())
+        return MigrationSteps(None, self.chain.head, ())

@@ -38,7 +38,7 @@ async def provision(
     provider: str,
     url_for: Callable[[str], str],
     server_key: str,
-    version: int = 0,
+    version: str | None = None,
 ) -> list[str]:
     """Insert ``count`` datasets at ``version``, all on one server; returns their ids."""
     now = datetime.now(UTC)
@@ -71,7 +71,7 @@ async def provision(
     return ids
 
 
-async def reset_versions(engine: AsyncEngine, version: int = 0) -> None:
+async def reset_versions(engine: AsyncEngine, version: str | None = None) -> None:
     """Put every dataset's cached version back, so the next mode finds the same work."""
     async with engine.begin() as conn:
         await conn.execute(
@@ -96,13 +96,13 @@ async def drop_dataset_schemas(vector_dsn: str) -> int:
         await conn.close()
 
 
-async def count_at_head(engine: AsyncEngine, head: int) -> int:
+async def count_at_head(engine: AsyncEngine, head: str | None) -> int:
     async with engine.connect() as conn:
         return int(
             await conn.scalar(
                 sa.select(sa.func.count())
                 .select_from(dataset_databases)
-                .where(dataset_databases.c.vector_schema_version >= head)
+                .where(dataset_databases.c.vector_schema_version == head)
             )
             or 0
         )

@@ -45,7 +45,7 @@ from migrator.runs.dataset import migrate_registered
 from migrator.runs.inprocess import run_startup_migrations
 from migrator.runs.selection import select_pending
 from migrator.settings import Settings, get_settings
-from migrator.vector.schema import HEAD_VERSION
+from migrator.vector.revisions import load_chain
 from tests.support.processes import run_migrator, worker_command
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +58,7 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 WORKER_CONCURRENCY = 4
 MODES = ("sequential", "inprocess", "celery")
 SMALL_N = 40
+HEAD_VERSION = load_chain().head  # the bench runs the packaged chain
 
 
 @dataclass
@@ -122,7 +123,7 @@ async def build_world(workload: str, count: int, socket_dir: str | None) -> Worl
     world = World(workload, count, env)
     settings = world.settings()
     await upgrade_to_head(settings)
-    version = 0
+    version: str | None = None
     if workload == "real":
         assert socket_dir is not None
         url = f"postgresql:///{VECTOR_DB}?host={socket_dir}"
@@ -147,7 +148,7 @@ async def build_world(workload: str, count: int, socket_dir: str | None) -> Worl
 
 async def reset_world(world: World) -> None:
     async with control_plane(world.settings()) as engine:
-        await provision.reset_versions(engine, HEAD_VERSION if world.workload == "steady" else 0)
+        await provision.reset_versions(engine, HEAD_VERSION if world.workload == "steady" else None)
     if world.vector_dsn:
         await provision.drop_dataset_schemas(world.vector_dsn)
     redis.Redis.from_url(REDIS_URL).flushdb()
@@ -188,7 +189,7 @@ async def sequential_loop(settings: Settings, *, open_every_dataset: bool) -> di
             relational_before=relational.before,
             relational_after=relational.after,
         )
-        pending = await select_pending(engine, verify=open_every_dataset)
+        pending = await select_pending(engine, target=HEAD_VERSION, verify=open_every_dataset)
         await store.add_run_datasets(engine, run_id, pending)
         for dataset_id in pending:
             await migrate_registered(engine, settings, run_id, dataset_id)

@@ -41,7 +41,7 @@ class DatasetRow:
     provider: str
     url: str
     state: str
-    vector_schema_version: int
+    vector_schema_version: str | None
     last_migrated_at: datetime | None
     last_error: str | None
 
@@ -113,14 +113,14 @@ async def add_dataset(
                     vector_provider=provider,
                     url=url,
                     connection_info={},
-                    vector_schema_version=0,
+                    vector_schema_version=None,
                     state=state,
                     server_key=server_key,
                 )
             )
     except IntegrityError as exc:
         raise UsageError(f"a dataset named {name!r} already exists") from exc
-    return DatasetRow(dataset_id, name, owner, provider, url, state, 0, None, None)
+    return DatasetRow(dataset_id, name, owner, provider, url, state, None, None, None)
 
 
 def _select_rows() -> sa.Select[Any]:
@@ -198,7 +198,7 @@ class PlannedDataset:
     name: str
     provider: str
     server_key: str
-    cached_version: int
+    cached_version: str | None
 
 
 async def planned_datasets(bind: Bind, dataset_ids: Sequence[str]) -> list[PlannedDataset]:
@@ -276,22 +276,24 @@ async def update_cache(
     dataset_id: str,
     *,
     error: str | None,
-    version_after: int | None = None,
+    version_after: str | None = None,
     migrated_at: datetime | None = None,
     revision_failed: bool = False,
     quarantine_after_runs: int | None = None,
 ) -> bool:
     """Refresh what the control plane caches of a dataset after a migration attempt, inside
-    the caller's transaction: its last error, and its version and time when known.
+    the caller's transaction: its last error, and its revision and time when known. A
+    migration that succeeded (``migrated_at`` given) knows the revision even when it is None
+    (downgraded to base); a failed one updates it only when it reached one.
 
-    A success (``migrated_at``) resets the count of runs in a row whose migration itself
-    raised; ``revision_failed`` adds one, and at ``quarantine_after_runs`` the dataset is
-    quarantined. Any other failure (an outage) leaves the count as it is. True when this call
-    quarantined the dataset.
+    A success resets the count of runs in a row whose migration itself raised;
+    ``revision_failed`` adds one, and at ``quarantine_after_runs`` the dataset is quarantined.
+    Any other failure (an outage) leaves the count as it is. True when this call quarantined
+    the dataset.
     """
     this = dataset_databases.c.dataset_id == dataset_id
     cache: dict[str, Any] = {"last_error": error}
-    if version_after is not None:
+    if version_after is not None or migrated_at is not None:
         cache["vector_schema_version"] = version_after
     if migrated_at is not None:
         cache["last_migrated_at"] = migrated_at
@@ -318,7 +320,7 @@ class CachedTarget:
     """Where a dataset lives, and the vector schema version the control plane caches for it."""
 
     target: DatasetTarget
-    cached_version: int
+    cached_version: str | None
 
 
 async def load_targets(bind: Bind, where: sa.ColumnElement[bool]) -> list[CachedTarget]:
@@ -440,3 +442,17 @@ def default_engine_target(settings: Settings) -> DatasetTarget:
     if settings.vector_db_provider == "lancedb":
         url = f"{url.rstrip('/')}/{DEFAULT_ENGINE_ID}"
     return DatasetTarget(DEFAULT_ENGINE_ID, DEFAULT_ENGINE_ID, settings.vector_db_provider, url)
+
+
+async def cached_revisions(bind: Bind, dataset_ids: Sequence[str]) -> list[str | None]:
+    """The vector revisions the control plane caches for ``dataset_ids`` (any order)."""
+    found: list[str | None] = []
+    async with connection(bind) as conn:
+        for start in range(0, len(dataset_ids), ID_BATCH):
+            chunk = list(dataset_ids[start : start + ID_BATCH])
+            found += await conn.scalars(
+                sa.select(dataset_databases.c.vector_schema_version).where(
+                    dataset_databases.c.dataset_id.in_(chunk)
+                )
+            )
+    return found

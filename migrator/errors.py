@@ -258,3 +258,25 @@ class WaitTimeoutError(MigratorError):
         super().__init__(f"run {run_id} still running after waiting {timeout_s:.0f}s")
         self.run_id = run_id
         self.timeout_s = timeout_s
+
+
+class HeadMismatchError(MigratorError):
+    """This process's vector revision folder has another head than the run's (a mixed
+    deployment during a rollout); the dataset is left untouched."""
+
+    def __init__(self, expected: str | None, mine: str | None, folder: object) -> None:
+        super().__init__(
+            f"the run targets vector head {expected!r} but this worker's VECTOR_MIGRATIONS "
+            f"({folder}) has head {mine!r}; deploy the same revision folder everywhere, then "
+            "retry (dataset left untouched)"
+        )
+
+
+class UnsupportedGoalError(MigratorError):
+    """A run asked for --to or a downgrade of an adapter that only brings itself to head."""
+
+    def __init__(self, provider: str) -> None:
+        super().__init__(
+            f"vector adapter {provider!r} has run_migrations() without revision targets; "
+            "--to and downgrade need an adapter built on migrator.vector.base.RevisionAdapter"
+        )

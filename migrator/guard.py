@@ -32,7 +32,7 @@ class DatasetStatus:
 
     dataset_id: str
     state: str
-    vector_schema_version: int
+    vector_schema_version: str | None  # the cached revision id, as the control plane stores it
     revision: str | None
     last_error: str | None
     last_migrated_at: datetime | None
@@ -45,22 +45,6 @@ _cache: dict[tuple[str, str], tuple[float, DatasetStatus]] = {}
 def clear_cache() -> None:
     """Forget every cached status (tests; an application after it ran a migration itself)."""
     _cache.clear()
-
-
-def revision_of_version(version: int) -> str | None:
-    """The revision id a cached integer version stands for (version N: the N-th packaged
-    revision); None for a dataset at base."""
-    # The control plane caches an integer until the vector-revisions wiring stores revision
-    # ids; until then the legacy mapping is the one way from one to the other.
-    # Imported here: the revisions package loads LanceDB, which `import migrator` (every CLI
-    # call) must not pay for.
-    from migrator.vector.revisions.history import LEGACY_REVISIONS
-
-    if version <= 0:
-        return None
-    if version > len(LEGACY_REVISIONS):
-        return f"version {version}"
-    return LEGACY_REVISIONS[version - 1]
 
 
 async def dataset_status(
@@ -99,7 +83,7 @@ async def _read_status(engine: AsyncEngine, dataset_id: str) -> DatasetStatus:
         dataset_id,
         row.state,
         row.vector_schema_version,
-        revision_of_version(row.vector_schema_version),
+        row.vector_schema_version,
         row.last_error,
         row.last_migrated_at,
     )
@@ -114,11 +98,16 @@ async def require_current(
     engine: AsyncEngine | None = None,
 ) -> DatasetStatus:
     """Return the dataset's status when its revision is at or past ``min_revision`` (default:
-    the head of ``folder``, the vector revisions the application runs with; default the packaged
-    folder); else raise ``DatasetBehindError`` naming both revisions."""
+    the head of ``folder``, the vector revisions the application runs with; default
+    VECTOR_MIGRATIONS' folder); else raise ``DatasetBehindError`` naming both revisions."""
+    # Imported here: the revisions package loads LanceDB, which `import migrator` (every CLI
+    # call) must not pay for.
+    from migrator.vector.chain_config import configured_chain
     from migrator.vector.revisions import load_chain
 
-    chain = load_chain(folder)
+    chain = (
+        load_chain(folder) if folder is not None else configured_chain(settings or get_settings())
+    )
     required = min_revision if min_revision is not None else chain.head
     status = await dataset_status(dataset_id, settings=settings, engine=engine)
     if not _at_or_past(chain, status.revision, required):

@@ -46,7 +46,8 @@ dataset_databases = sa.Table(
     sa.Column("vector_provider", sa.String(64), nullable=False),
     sa.Column("url", sa.Text(), nullable=False),
     sa.Column("connection_info", sa.JSON(), nullable=False),
-    sa.Column("vector_schema_version", sa.Integer(), nullable=False, server_default="0"),
+    # The dataset's current vector revision id as last seen (NULL: none); its own record rules.
+    sa.Column("vector_schema_version", sa.String(255), nullable=True),
     sa.Column("state", sa.String(16), nullable=False, server_default="active"),
     sa.Column("last_migrated_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("last_error", sa.Text(), nullable=True),
@@ -89,8 +90,8 @@ migration_run_datasets = sa.Table(
     # No foreign key to datasets: history outlives a removed dataset.
     sa.Column("dataset_id", sa.String(36), primary_key=True),
     sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("version_before", sa.Integer(), nullable=True),
-    sa.Column("version_after", sa.Integer(), nullable=True),
+    sa.Column("version_before", sa.String(255), nullable=True),
+    sa.Column("version_after", sa.String(255), nullable=True),
     sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("duration_ms", sa.Integer(), nullable=True),
     sa.Column("error", sa.Text(), nullable=True),

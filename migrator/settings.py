@@ -78,6 +78,10 @@ class Settings(BaseSettings):
         description="LanceDB root (a directory per dataset) or default engine URL.",
     )
     vector_dimension: int = Field(384, ge=1, le=16000, description="Vector width of collections.")
+    vector_migrations: str = Field(
+        "",
+        description="Folder of vector revision files; empty: the packaged one.",
+    )
     vector_db_username: str = Field("postgres", description="User for pgvector dataset servers.")
     vector_db_password: SecretStr = Field(
         SecretStr(""), description="Password for pgvector dataset servers; never stored in rows."

@@ -35,7 +35,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from migrator.cli import check_cmd, datasets_cmd, history_cmd, plan_cmd, run_cmd
+    from migrator.cli import check_cmd, datasets_cmd, history_cmd, plan_cmd, run_cmd, vector_cmd
 
     parser = _Parser(
         prog="migrator",
@@ -46,7 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
-    modules = (run_cmd, history_cmd, datasets_cmd, check_cmd, plan_cmd, *_optional_modules())
+    modules = (
+        run_cmd,
+        history_cmd,
+        datasets_cmd,
+        check_cmd,
+        plan_cmd,
+        vector_cmd,
+        *_optional_modules(),
+    )
     for module in modules:
         module.register(commands)
     return parser

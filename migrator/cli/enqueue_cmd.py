@@ -75,6 +75,11 @@ def register(commands: Any) -> None:
         default=None,
         help="only the datasets that failed, were deferred or never finished in that run",
     )
+    parser.add_argument(
+        "--downgrade",
+        action="store_true",
+        help="take the datasets down to --to REV (required with it) instead of up",
+    )
     parser.add_argument("--wait", action="store_true", help="wait for the run to finish")
     parser.add_argument(
         "--timeout",
@@ -135,6 +140,8 @@ def request_from_args(args: argparse.Namespace) -> RunRequest:
     check_retry_args(args)
     if args.timeout_s <= 0:
         raise UsageError(f"--timeout must be positive, got {args.timeout_s:g}")
+    if args.downgrade and args.to_revision is None:
+        raise UsageError("--downgrade needs --to REV (a revision id, or 'base')")
     return RunRequest(
         run_id=str(uuid.uuid4()),
         trigger=Trigger(args.trigger),
@@ -143,6 +150,8 @@ def request_from_args(args: argparse.Namespace) -> RunRequest:
         verify=args.verify,
         retry_of=args.retry_failed,
         rollout=rollout_from_args(args),
+        to_revision=args.to_revision,
+        downgrade=args.downgrade,
     )
 
 
@@ -164,6 +173,11 @@ async def _enqueue(
     from migrator.runs.trigger import claim_run
 
     await validate_request(engine, request)
+    if request.to_revision is not None or request.downgrade:
+        from migrator.runs.goal import plan_goal
+
+        # Fail fast on a target this deployment's chain refuses; the parent checks again.
+        plan_goal(settings, request.to_revision, downgrade=request.downgrade)
     claim = await claim_run(locks, settings, request.run_id, request.trigger, engine)
     if claim.started:
         _send(locks, request)
@@ -204,7 +218,8 @@ async def validate_request(engine: AsyncEngine, request: RunRequest) -> None:
         if request.retry_of is not None and await run_state(engine, request.retry_of) is None:
             raise RunNotFoundError(f"no migration run with id {request.retry_of!r}")
         if request.dataset_ids is not None:
-            await select_pending(engine, dataset_ids=request.dataset_ids)
+            # Only the ids are checked here; the parent plans the run's target.
+            await select_pending(engine, target=None, dataset_ids=request.dataset_ids)
     except CONTROL_PLANE_ERRORS:
         return
 

@@ -60,7 +60,7 @@ def status_command(args: argparse.Namespace, settings: Settings) -> int:
     for item in state["pending"][:PENDING_SHOWN]:
         print(
             f"  pending: {dataset_label(item['id'], item['name'])} ({item['provider']}) at "
-            f"v{item['vector_schema_version']}"
+            f"{item['vector_schema_version'] or '(no revision)'}"
         )
     if state["latest_run"]:
         run = state["latest_run"]
@@ -75,20 +75,21 @@ async def control_plane_status(engine: AsyncEngine, settings: Settings) -> dict[
     from migrator.relational import alembic_config, current_revision, head_revision
     from migrator.runs.selection import is_pending
     from migrator.runs.store import list_runs
-    from migrator.vector.schema import HEAD_VERSION
+    from migrator.vector.chain_config import configured_head
 
     config = alembic_config(settings)
     head = head_revision(config)
     current = await current_revision(engine, config)
     ready = current is not None
-    pending = await list_datasets(engine, is_pending()) if ready else []
+    vector_head = configured_head(settings)
+    pending = await list_datasets(engine, is_pending(vector_head)) if ready else []
     latest = await list_runs(engine, limit=1) if ready else []
     return {
         "database_url": obfuscate_url(settings.database_url.get_secret_value()),
         "current_revision": current,
         "head_revision": head,
         "relational_up_to_date": current == head,
-        "vector_head": HEAD_VERSION,
+        "vector_head": vector_head,
         "datasets_total": await count_datasets(engine) if ready else 0,
         "pending": [r.to_dict() for r in pending],
         "latest_run": latest[0] if latest else None,

@@ -14,6 +14,13 @@ from migrator.errors import exit_code_for
 from migrator.runs.summary import RunSummary
 from migrator.settings import Settings
 
+DOWNGRADE_DESCRIPTION = (
+    "Upgrade the control plane to head, then take each selected dataset database down to the "
+    "vector revision --to REV, in this process, recorded as a run. Refused before any dataset "
+    "is touched when a revision on the way has no downgrade. Exit 0 all ok, 1 refused, 2 some "
+    "datasets failed, 5 halted by a canary, a wave or the failure budget. Over Celery: "
+    "migrator enqueue --downgrade --to REV."
+)
 DEMO_DATASETS = ("demo-articles", "demo-support-tickets", "demo-product-docs")
 DESCRIPTION = (
     "Upgrade the control plane to head, then migrate each dataset database that needs it, in "
@@ -41,7 +48,15 @@ def register(commands: Any) -> None:
         action="store_true",
         help="first register a few demo LanceDB datasets when there are none",
     )
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, downgrade=False)
+    down = commands.add_parser(
+        "downgrade",
+        help="undo vector revisions down to --to REV, as a run in this process",
+        description=DOWNGRADE_DESCRIPTION,
+    )
+    add_run_options(down, downgrade=True)
+    down.add_argument("--requested-by", default=None, help="who asked, for the run record")
+    down.set_defaults(handler=run, downgrade=True, demo=False, retry_failed=None)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -68,6 +83,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> RunSummary:
             requested_by=args.requested_by,
             dataset_ids=args.dataset_ids,
             verify=args.verify,
+            to_revision=args.to_revision,
+            downgrade=args.downgrade,
             settings=settings,
             on_progress=progress.update,
             prepare=(lambda engine: seed_demo_datasets(engine, settings)) if args.demo else None,

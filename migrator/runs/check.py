@@ -31,6 +31,7 @@ from migrator.runs.trigger import claim_run, recover_stale_runs
 from migrator.settings import Settings
 from migrator.states import Trigger
 from migrator.vector.base import DatasetTarget
+from migrator.vector.chain_config import as_revision, configured_head
 from migrator.vector.registry import adapter_factory
 
 log = logging.getLogger(__name__)
@@ -167,25 +168,35 @@ async def inspect(
     holder = locks.run_lock().holder()
     report.run_in_progress = holder.run_id if holder else None
     if settings.enable_backend_access_control:
-        report.pending = await pending_ids(engine)
+        head = configured_head(settings)
+        report.pending = await pending_ids(engine, head)
         if settings.migration_check_verify if verify is None else verify:
-            report.drifted, report.unreadable = await find_drift(engine, settings)
+            report.drifted, report.unreadable = await find_drift(engine, settings, head)
         report.quarantined = await quarantined_ids(engine)
         shown = {i for key in LISTS for i in report.shown_ids(key)}
         report.names = await dataset_names(engine, shown)
     return report
 
 
-async def find_drift(engine: AsyncEngine, settings: Settings) -> tuple[list[str], list[str]]:
+class _Unreadable:
+    """A dataset whose own record could not be read (None is a readable 'no revision')."""
+
+
+UNREADABLE = _Unreadable()
+
+
+async def find_drift(
+    engine: AsyncEngine, settings: Settings, head: str | None
+) -> tuple[list[str], list[str]]:
     """Active datasets the cache calls up to date, whose own version record says otherwise.
 
     Opens each one (bounded by MIGRATION_CONCURRENCY and CONNECT_TIMEOUT_S); one that cannot
     be read is listed as unreadable, never as drifted.
     """
-    found = await load_targets(engine, is_cached_at_head())
+    found = await load_targets(engine, is_cached_at_head(head))
     gate = asyncio.Semaphore(settings.migration_concurrency)
 
-    async def one(target: DatasetTarget) -> int | None:
+    async def one(target: DatasetTarget) -> str | _Unreadable | None:
         async with gate:
             return await _read_version(settings, target)
 
@@ -193,19 +204,23 @@ async def find_drift(engine: AsyncEngine, settings: Settings) -> tuple[list[str]
     drifted = [
         f.target.dataset_id
         for f, v in zip(found, versions, strict=True)
-        if v is not None and v != f.cached_version
+        if not isinstance(v, _Unreadable) and v != f.cached_version
     ]
-    unreadable = [f.target.dataset_id for f, v in zip(found, versions, strict=True) if v is None]
+    unreadable = [
+        f.target.dataset_id
+        for f, v in zip(found, versions, strict=True)
+        if isinstance(v, _Unreadable)
+    ]
     return drifted, unreadable
 
 
-async def _read_version(settings: Settings, target: DatasetTarget) -> int | None:
+async def _read_version(settings: Settings, target: DatasetTarget) -> str | _Unreadable | None:
     adapter = None
     dataset_id = target.dataset_id
     try:
         adapter = adapter_factory(target.provider)(target, settings)
         async with asyncio.timeout(settings.connect_timeout_s):
-            return int(await adapter.read_version())
+            return as_revision(await adapter.read_version())
     except Exception as exc:  # one unreadable dataset must not stop the check
         log.warning(
             "Check: dataset=%s name=%s version unreadable (%s).",
@@ -213,7 +228,7 @@ async def _read_version(settings: Settings, target: DatasetTarget) -> int | None
             quoted_name(target.name),
             type(exc).__name__,
         )
-        return None
+        return UNREADABLE
     finally:
         if adapter is not None:
             await _close_quietly(adapter)

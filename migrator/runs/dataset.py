@@ -14,13 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrator.datasets import default_engine_target, load_target
 from migrator.db import Bind, reconnecting, transaction
-from migrator.errors import VectorDatabaseUnreachableError
+from migrator.errors import UnsupportedGoalError, VectorDatabaseUnreachableError
 from migrator.runs import store
+from migrator.runs.goal import run_goal
 from migrator.runs.rollout import budget_reason
 from migrator.runs.summary import DatasetOutcome, dataset_label, describe_error, quoted_name
 from migrator.settings import Settings
 from migrator.states import DatasetStatus, count_badly
-from migrator.vector.base import DatasetTarget, StepFailed
+from migrator.vector.base import DatasetTarget, RevisionAdapter, RevisionGoal, StepFailed
+from migrator.vector.chain_config import as_revision
 from migrator.vector.registry import adapter_factory
 
 log = logging.getLogger(__name__)
@@ -37,8 +39,11 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-async def migrate_target(target: DatasetTarget, settings: Settings) -> DatasetOutcome:
-    """Open the target's adapter and bring it to head; every failure becomes an outcome."""
+async def migrate_target(
+    target: DatasetTarget, settings: Settings, goal: RevisionGoal | None = None
+) -> DatasetOutcome:
+    """Open the target's adapter and bring it to ``goal`` (default: the configured chain's
+    head); every failure becomes an outcome."""
     started = time.monotonic()
     step = "open"
     adapter = None
@@ -59,12 +64,17 @@ async def migrate_target(target: DatasetTarget, settings: Settings) -> DatasetOu
             )
         step = "migrate"
         async with asyncio.timeout(settings.dataset_timeout_s):
-            result = await run_migrations()
+            if isinstance(adapter, RevisionAdapter):
+                result = await adapter.run_migrations(goal)
+            elif goal is None or goal.is_plain_upgrade:
+                result = await run_migrations()  # third-party: brings itself to its head
+            else:
+                raise UnsupportedGoalError(target.provider)
         outcome = DatasetOutcome(
             target.dataset_id,
             DatasetStatus.SUCCEEDED,
-            result.version_before,
-            result.version_after,
+            as_revision(result.version_before),
+            as_revision(result.version_after),
             _ms_since(started),
         )
     except TimeoutError:
@@ -80,8 +90,8 @@ async def migrate_target(target: DatasetTarget, settings: Settings) -> DatasetOu
         outcome = DatasetOutcome(
             target.dataset_id,
             DatasetStatus.FAILED,
-            version_before=failed.version_before if failed else None,
-            version_after=failed.version_after if failed else None,
+            version_before=as_revision(failed.version_before) if failed else None,
+            version_after=as_revision(failed.version_after) if failed else None,
             duration_ms=_ms_since(started),
             error=describe_error(exc, settings),
             step=failed.step if failed else step,
@@ -123,11 +133,11 @@ async def migrate_registered(
         if spent is not None:
             return spent
 
-    async def start(bind: Bind) -> DatasetTarget | DatasetOutcome:
+    async def start(bind: Bind) -> tuple[DatasetTarget, RevisionGoal] | DatasetOutcome:
         async with transaction(bind) as conn:
             await store.mark_dataset_running(conn, run_id, dataset_id, None)
             try:
-                return await load_target(conn, dataset_id)
+                return await load_target(conn, dataset_id), await run_goal(conn, run_id)
             except DBAPIError as exc:
                 if exc.connection_invalidated:
                     raise  # the connection, not the dataset: tried again on a new one
@@ -143,7 +153,8 @@ async def migrate_registered(
         if isinstance(started, DatasetOutcome):
             outcome = started
         else:
-            outcome = await migrate_target(started, settings)
+            target, goal = started
+            outcome = await migrate_target(target, settings, goal)
         quarantined = await reconnecting(
             engine,
             conn,
@@ -187,7 +198,7 @@ async def migrate_default_engine(
     """
     target = default_engine_target(settings)
     await store.mark_dataset_running(engine, run_id, target.dataset_id, None)
-    outcome = await migrate_target(target, settings)
+    outcome = await migrate_target(target, settings, await run_goal(engine, run_id))
     await store.mark_dataset_done(engine, run_id, outcome, update_dataset_cache=False)
     return outcome
 

@@ -19,6 +19,7 @@ from migrator.logging_setup import logs_when_unconfigured
 from migrator.relational import upgrade_to_head
 from migrator.runs import store
 from migrator.runs.dataset import migrate_default_engine, migrate_registered
+from migrator.runs.goal import goal_options, plan_goal, refuse_blocked_downgrade
 from migrator.runs.rollout import Rollout, stage_of
 from migrator.runs.selection import retry_selection, select_pending
 from migrator.runs.stages import (
@@ -44,6 +45,8 @@ async def run_startup_migrations(
     requested_by: str | None = None,
     dataset_ids: Sequence[str] | None = None,
     verify: bool = False,
+    to_revision: str | None = None,
+    downgrade: bool = False,
     settings: Settings | None = None,
     on_progress: ProgressCallback | None = None,
     prepare: Callable[[AsyncEngine], Awaitable[object]] | None = None,
@@ -58,6 +61,8 @@ async def run_startup_migrations(
     - ``requested_by``: who asked, for the run record.
     - ``dataset_ids``: migrate only these registered datasets (an unknown id is an error).
     - ``verify``: open every active dataset and read its own version instead of the cache.
+    - ``to_revision``: the vector revision to reach (default: the head of VECTOR_MIGRATIONS'
+      chain); with ``downgrade``, the revision to go down to (``"base"``: undo everything).
     - ``settings``: a ``Settings``; read from the environment when omitted.
     - ``on_progress``: called as ``(done, total, failed)`` after each dataset.
     - ``prepare``: awaited with the control-plane engine once it is at head, before datasets
@@ -73,8 +78,10 @@ async def run_startup_migrations(
     the relational revision before and after, each dataset's outcome, counts and duration.
     The same run is recorded in the control plane.
 
-    Raises ``FileNotFoundError`` when alembic.ini or the migrations folder is missing and
-    ``MigrationError`` when Alembic fails; in both cases no dataset is touched, and the error
+    Raises ``FileNotFoundError`` when alembic.ini or the migrations folder is missing,
+    ``MigrationError`` when Alembic fails, and a ``RevisionError`` when the vector revision
+    folder is not one clean chain or ``to_revision`` is not in it; in each case no dataset is
+    touched, and the error
     carries ``run_id`` when the failed run could be recorded. One dataset's failure is recorded
     in the summary and never stops the others.
     """
@@ -84,9 +91,15 @@ async def run_startup_migrations(
     started_at = utcnow()
     started = time.monotonic()
     try:
+        # The chain first: a bad folder or target stops the run before anything is touched.
+        goal = plan_goal(settings, to_revision, downgrade=downgrade)
+    except Exception as exc:
+        await _record_early_failure(settings, trigger, requested_by, started_at, exc, "vector")
+        raise
+    try:
         relational = await upgrade_to_head(settings)
     except Exception as exc:
-        await _record_relational_failure(settings, trigger, requested_by, started_at, exc)
+        await _record_early_failure(settings, trigger, requested_by, started_at, exc, "relational")
         raise
     async with control_plane(settings) as engine:
         if prepare is not None:
@@ -94,10 +107,20 @@ async def run_startup_migrations(
         rollout = await resolve_canaries(engine, rollout)
         if not settings.enable_backend_access_control:
             pending = []
-        elif retry_of is not None:
-            pending = await retry_selection(engine, retry_of)
         else:
-            pending = await select_pending(engine, dataset_ids=dataset_ids, verify=verify)
+            if retry_of is not None:
+                pending = await retry_selection(engine, retry_of, goal.target)
+            else:
+                pending = await select_pending(
+                    engine, target=goal.target, dataset_ids=dataset_ids, verify=verify
+                )
+            try:
+                await refuse_blocked_downgrade(engine, settings, goal, pending)
+            except Exception as exc:
+                await _record_early_failure(
+                    settings, trigger, requested_by, started_at, exc, "vector"
+                )
+                raise
         stages = rollout.stages(pending)
         budget = rollout.budget(len(pending))
         staging = rollout_options(rollout, budget, len(stages))
@@ -112,6 +135,7 @@ async def run_startup_migrations(
                 "verify": verify,
                 "subset": dataset_ids is not None,
                 "retry_of": retry_of,
+                **goal_options(goal),
                 **staging,
             },
         )
@@ -206,12 +230,13 @@ async def _migrate_default(
     return outcome
 
 
-async def _record_relational_failure(
+async def _record_early_failure(
     settings: Settings,
     trigger: Trigger,
     requested_by: str | None,
     started_at: datetime,
     exc: Exception,
+    step: str,
 ) -> None:
     """Record the failed run when the control plane has a run table to hold it."""
     try:
@@ -225,9 +250,10 @@ async def _record_relational_failure(
                 error=describe_error(exc, settings),
             )
         exc.run_id = run_id  # type: ignore[attr-defined]
-        log.error("Run %s failed in the relational step; no dataset was touched.", run_id)
+        log.error("Run %s failed in the %s step; no dataset was touched.", run_id, step)
     except Exception as record_exc:
         log.error(
-            "Relational step failed; the run could not be recorded (%s); no dataset was touched.",
+            "%s step failed; the run could not be recorded (%s); no dataset was touched.",
+            step.capitalize(),
             type(record_exc).__name__,
         )

@@ -16,6 +16,7 @@ from migrator.locks.heartbeat import heartbeat
 from migrator.locks.redis import Locks, confirm_run_lock
 from migrator.relational import RelationalResult, upgrade_to_head
 from migrator.runs import store
+from migrator.runs.goal import goal_options, plan_goal, refuse_blocked_downgrade
 from migrator.runs.request import RunRequest
 from migrator.runs.rollout import stage_of
 from migrator.runs.selection import select_datasets
@@ -23,6 +24,7 @@ from migrator.runs.stages import resolve_canaries, rollout_options, with_default
 from migrator.runs.summary import RunSummary, describe_error, log_summary
 from migrator.settings import Settings
 from migrator.states import FINAL_STATUSES, OPEN_STATUSES, RunStatus
+from migrator.vector.base import RevisionGoal
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +81,14 @@ async def _plan_run(
         existing = await store.run_state(engine, request.run_id)
         if existing is not None:  # the parent was redelivered after recording the run
             return await _resume(engine, existing)
-        dataset_ids = await select_datasets(engine, settings, request)
+        # The chain is loaded here: a bad folder fails the run before any dataset is touched.
+        goal = plan_goal(settings, request.to_revision, downgrade=request.downgrade)
+        dataset_ids = await select_datasets(engine, settings, request, goal)
+        await refuse_blocked_downgrade(engine, settings, goal, dataset_ids)
         rollout = with_default_budget(await resolve_canaries(engine, request.rollout), settings)
         stages = rollout.stages(dataset_ids)
         staging = rollout_options(rollout, rollout.budget(len(dataset_ids)), len(stages))
-        await _create_run(engine, request, started_at, task_id, relational, staging)
+        await _create_run(engine, request, started_at, task_id, relational, staging, goal)
         await store.add_run_datasets(engine, request.run_id, dataset_ids, stage_of(stages))
     except Exception as exc:
         summary = await record_failed_run(
@@ -154,6 +159,7 @@ async def _create_run(
     task_id: str | None,
     outcome: RelationalResult | str,
     staging: dict[str, Any] | None = None,
+    goal: RevisionGoal | None = None,
 ) -> None:
     """Record the requested run: running, from the relational step's ``outcome``; or failed
     before any dataset was touched, ``outcome`` being the error."""
@@ -169,7 +175,11 @@ async def _create_run(
         status=RunStatus.RUNNING if error is None else RunStatus.FAILED,
         started_at=started_at,
         celery_task_id=task_id,
-        options={**request.options(), **(staging or {})},
+        options={
+            **request.options(),
+            **(goal_options(goal) if goal else {}),
+            **(staging or {}),
+        },
         error=error,
     )
 

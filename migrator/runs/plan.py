@@ -2,7 +2,8 @@
 
 Reads the control plane only (one query for the selection, one for the registry, one for
 earlier durations), so it stays fast at 10,000 datasets; nothing is written, no dataset opened.
-Datasets are grouped by the move their cached version makes (from -> to).
+Datasets are grouped by the move their cached revision makes (from -> to), and each revision
+on the way says how many datasets it would touch and the operations it asks for.
 """
 
 from __future__ import annotations
@@ -16,29 +17,40 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from migrator.datasets import PlannedDataset, planned_datasets, quarantined_ids
 from migrator.relational import alembic_config, current_revision, head_revision
 from migrator.runs import store
+from migrator.runs.goal import plan_goal
 from migrator.runs.request import RunRequest
 from migrator.runs.rollout import stage_of
 from migrator.runs.selection import select_datasets
 from migrator.runs.stages import resolve_canaries, with_default_budget
 from migrator.settings import Settings
-from migrator.vector.schema import HEAD_VERSION
+from migrator.vector.base import DOWNGRADE, RevisionGoal
+from migrator.vector.chain_config import configured_chain
+from migrator.vector.revisions import RevisionChain
+from migrator.vector.revisions.errors import RevisionError
+from migrator.vector.revisions.history import DatasetContext
+from migrator.vector.revisions.plan import plan_revision
+from migrator.vector.revisions.providers import PROVIDERS
+from migrator.vector.revisions.script import Revision
+from migrator.vector.revisions.snapshot import Snapshot
 
-Move = tuple[int, int]
+Move = tuple[str | None, str | None]
+PLAN_CONTEXT = DatasetContext("plan", "plan", 384)
 
 
 @dataclass
 class MoveGroup:
     """The datasets that make one move, with their providers and servers."""
 
-    version_from: int
-    version_to: int
+    version_from: str | None
+    version_to: str | None
     datasets: int = 0
     providers: Counter[str] = field(default_factory=Counter)
     servers: Counter[str] = field(default_factory=Counter)
     estimate_s: float = 0.0
+    refused: str | None = None  # why every dataset of this move would fail alone
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "from": self.version_from,
             "to": self.version_to,
             "datasets": self.datasets,
@@ -46,19 +58,49 @@ class MoveGroup:
             "servers": len(self.servers),
             "estimate_s": round(self.estimate_s, 1),
         }
+        if self.refused is not None:
+            data["refused"] = self.refused
+        return data
+
+
+@dataclass
+class RevisionStep:
+    """One revision on the way: how many datasets apply (or undo) it, and what it does on each
+    provider among them."""
+
+    revision: str
+    message: str
+    direction: str
+    datasets: int = 0
+    providers: Counter[str] = field(default_factory=Counter)
+    operations: dict[str, list[str]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "revision": self.revision,
+            "message": self.message,
+            "direction": self.direction,
+            "datasets": self.datasets,
+            "providers": dict(self.providers),
+            "operations": self.operations,
+        }
 
 
 @dataclass
 class RunPreview:
-    """A plan: counts, moves, stages, the failure budget, an estimate, optionally each
-    dataset."""
+    """A plan: counts, moves, revisions, stages, the failure budget, an estimate, optionally
+    each dataset."""
 
     relational_current: str | None
     relational_head: str | None
+    vector_head: str | None
+    vector_target: str | None
+    direction: str
     datasets: int
     providers: dict[str, int]
     servers: int
     moves: list[MoveGroup]
+    revisions: list[RevisionStep]
     stages: list[int]
     max_failures: int | None
     quarantined: int
@@ -67,8 +109,10 @@ class RunPreview:
     detail: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        data = {k: v for k, v in self.__dict__.items() if k not in ("moves", "detail")}
+        skipped = ("moves", "revisions", "detail")
+        data = {k: v for k, v in self.__dict__.items() if k not in skipped}
         data["moves"] = [m.to_dict() for m in self.moves]
+        data["revisions"] = [r.to_dict() for r in self.revisions]
         if self.detail:
             data["detail"] = self.detail
         return data
@@ -81,16 +125,19 @@ async def preview_run(
     config = alembic_config(settings)
     current = await current_revision(engine, config)
     head = head_revision(config)
-    ids = await select_datasets(engine, settings, request)
+    chain = configured_chain(settings)
+    goal = plan_goal(settings, request.to_revision, downgrade=request.downgrade)
+    ids = await select_datasets(engine, settings, request, goal)
     rollout = with_default_budget(await resolve_canaries(engine, request.rollout), settings)
     stages = rollout.stages(ids)
     found = await planned_datasets(engine, ids)
     history = await store.succeeded_durations_ms(engine)
     moves: dict[Move, MoveGroup] = {}
     for row in found:
-        group = moves.setdefault(
-            _move(row), MoveGroup(row.cached_version, max(HEAD_VERSION, row.cached_version))
-        )
+        move = (row.cached_version, goal.target)
+        group = moves.get(move)
+        if group is None:
+            group = moves[move] = MoveGroup(*move, refused=_refusal(chain, goal, row))
         group.datasets += 1
         group.providers[row.provider] += 1
         group.servers[row.server_key] += 1
@@ -99,39 +146,95 @@ async def preview_run(
     return RunPreview(
         relational_current=current,
         relational_head=head,
+        vector_head=chain.head,
+        vector_target=goal.target,
+        direction=goal.direction,
         datasets=len(found),
         providers=dict(Counter(r.provider for r in found)),
         servers=len({r.server_key for r in found}),
-        moves=sorted(moves.values(), key=lambda m: (m.version_from, m.version_to)),
+        moves=sorted(moves.values(), key=lambda m: _order(chain, m.version_from)),
+        revisions=_revision_steps(chain, goal, moves.values()),
         stages=[len(s) for s in stages if s],
         max_failures=rollout.budget(len(ids)),
         quarantined=len(await quarantined_ids(engine)),
         estimate_s=total_s,
         estimate_basis=basis,
-        detail=[_detail(r, staged.get(r.id, 0)) for r in found] if detail else [],
+        detail=[_detail(r, goal, staged.get(r.id, 0)) for r in found] if detail else [],
     )
 
 
-def _move(row: PlannedDataset) -> Move:
-    return row.cached_version, max(HEAD_VERSION, row.cached_version)
+def _path(chain: RevisionChain, goal: RevisionGoal, current: str | None) -> list[Revision]:
+    if goal.direction == DOWNGRADE:
+        return chain.downgrade_path(current, goal.target)
+    return chain.upgrade_path(current, goal.target)
 
 
-def _detail(row: PlannedDataset, stage: int) -> dict[str, Any]:
-    version_from, version_to = _move(row)
+def _refusal(chain: RevisionChain, goal: RevisionGoal, row: PlannedDataset) -> str | None:
+    """Why a run would fail this dataset before touching it (a revision the chain does not
+    know, a target on the wrong side); None when it would migrate."""
+    try:
+        _path(chain, goal, row.cached_version)
+    except RevisionError as exc:
+        return str(exc)
+    return None
+
+
+def _order(chain: RevisionChain, revision: str | None) -> int:
+    return chain.position(revision) if revision is None or revision in chain.ids() else -1
+
+
+def _revision_steps(chain: RevisionChain, goal: RevisionGoal, moves: Any) -> list[RevisionStep]:
+    steps: dict[str, RevisionStep] = {}
+    for group in moves:
+        if group.refused is not None:
+            continue
+        for revision in _path(chain, goal, group.version_from):
+            step = steps.get(revision.revision)
+            if step is None:
+                step = steps[revision.revision] = RevisionStep(
+                    revision.revision, revision.message, goal.direction
+                )
+            step.datasets += group.datasets
+            step.providers.update(group.providers)
+    order = {r: n for n, r in enumerate(chain.ids())}
+    ordered = sorted(steps.values(), key=lambda s: order[s.revision])
+    if goal.direction == DOWNGRADE:
+        ordered.reverse()
+    for step in ordered:
+        revision = chain.get(step.revision)
+        step.operations = {p: _operations(revision, goal.direction, p) for p in step.providers}
+    return ordered
+
+
+def _operations(revision: Revision, direction: str, provider: str) -> list[str]:
+    """What the revision asks for on ``provider``, planned on an empty dataset as `vector
+    check` does; a third-party provider's adapter applies the chain its own way."""
+    if provider not in PROVIDERS:
+        return ["(applied by the provider's own adapter)"]
+    try:
+        planned = plan_revision(revision, direction, provider, PLAN_CONTEXT, Snapshot())
+    except RevisionError as exc:
+        return [f"(depends on the dataset: {exc})"]
+    if not planned and not revision.supports(provider):
+        return ["(not for this provider: recorded only)"]
+    return [operation.describe() for operation in planned]
+
+
+def _detail(row: PlannedDataset, goal: RevisionGoal, stage: int) -> dict[str, Any]:
     return {
         "id": row.id,
         "name": row.name,
         "provider": row.provider,
         "server": row.server_key,
-        "from": version_from,
-        "to": version_to,
+        "from": row.cached_version,
+        "to": goal.target,
         "stage": stage,
     }
 
 
 def _estimate(
     moves: dict[Move, MoveGroup],
-    history: dict[tuple[int | None, int | None], tuple[float, int]],
+    history: dict[tuple[str | None, str | None], tuple[float, int]],
     settings: Settings,
 ) -> tuple[float | None, str]:
     """Wall time from earlier successful migrations of the same move (or of any move), spread

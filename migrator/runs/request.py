@@ -22,7 +22,11 @@ _MESSAGE_FIELDS = {
     "retry_of",
     "extra_ids",
     "rollout",
+    "to_revision",
+    "downgrade",
 }
+# A revision id as a message may carry it: the parent looks it up in its own chain.
+REVISION_ID_MAX_CHARS = 255
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,8 @@ class RunRequest:
     retry_of: str | None = None
     extra_ids: tuple[str, ...] = field(default_factory=tuple)
     rollout: Rollout = field(default_factory=Rollout)
+    to_revision: str | None = None
+    downgrade: bool = False
 
     def options(self) -> dict[str, Any]:
         """What the run record keeps of the request."""
@@ -46,6 +52,8 @@ class RunRequest:
             "subset": self.dataset_ids is not None,
             "retry_of": self.retry_of,
             "extra": len(self.extra_ids),
+            "to_revision": self.to_revision,
+            "downgrade": self.downgrade,
         }
 
     def to_message(self) -> dict[str, Any]:
@@ -58,6 +66,8 @@ class RunRequest:
             "retry_of": self.retry_of,
             "extra_ids": list(self.extra_ids),
             "rollout": self.rollout.to_message(),
+            "to_revision": self.to_revision,
+            "downgrade": self.downgrade,
         }
 
     @classmethod
@@ -76,6 +86,8 @@ class RunRequest:
             retry_of=message.get("retry_of"),
             extra_ids=tuple(message.get("extra_ids") or ()),
             rollout=_rollout(message.get("rollout")),
+            to_revision=message.get("to_revision"),
+            downgrade=bool(message.get("downgrade", False)),
         )
 
 
@@ -101,8 +113,11 @@ def _check_message(run_id: Any, message: dict[str, Any]) -> None:
     kinds_ok = (
         message.get("trigger") in sql_values(Trigger)
         and isinstance(run_id, str)
-        and all(isinstance(message.get(k), str | None) for k in ("requested_by", "retry_of"))
-        and isinstance(message.get("verify", False), bool)
+        and all(
+            isinstance(message.get(k), str | None)
+            for k in ("requested_by", "retry_of", "to_revision")
+        )
+        and all(isinstance(message.get(k, False), bool) for k in ("verify", "downgrade"))
         and all(
             ids is None or (isinstance(ids, list) and all(isinstance(i, str) for i in ids))
             for ids in lists
@@ -111,7 +126,15 @@ def _check_message(run_id: Any, message: dict[str, Any]) -> None:
     if not kinds_ok:
         raise MessageRefusedError(
             "task message refused: fields must be: trigger one of "
-            f"{', '.join(sql_values(Trigger))}; ids as strings; verify a boolean"
+            f"{', '.join(sql_values(Trigger))}; ids as strings; verify and downgrade booleans"
+        )
+    to_revision = message.get("to_revision")
+    if to_revision is not None and (
+        not to_revision.isprintable() or not 0 < len(to_revision) <= REVISION_ID_MAX_CHARS
+    ):
+        raise MessageRefusedError(
+            f"task message refused: to_revision must be a printable revision id of 1 to "
+            f"{REVISION_ID_MAX_CHARS} characters"
         )
     if not all(i is None or as_uuid(i) for i in (run_id, message.get("retry_of"))):
         raise MessageRefusedError("task message refused: run ids must be UUIDs")

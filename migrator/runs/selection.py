@@ -17,7 +17,7 @@ from migrator.runs import store
 from migrator.runs.request import RunRequest
 from migrator.settings import Settings
 from migrator.states import RETRY_STATUSES, DatasetState, RunStatus
-from migrator.vector.schema import HEAD_VERSION
+from migrator.vector.base import RevisionGoal
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +29,20 @@ def is_active() -> sa.ColumnElement[bool]:
     return dataset_databases.c.state == DatasetState.ACTIVE
 
 
-def is_pending() -> sa.ColumnElement[bool]:
-    """Pending: active, and the cached vector schema version is behind head."""
-    return sa.and_(is_active(), dataset_databases.c.vector_schema_version < HEAD_VERSION)
+def _at(target: str | None) -> sa.ColumnElement[bool]:
+    return dataset_databases.c.vector_schema_version.is_not_distinct_from(target)
 
 
-def is_cached_at_head() -> sa.ColumnElement[bool]:
+def is_pending(target: str | None) -> sa.ColumnElement[bool]:
+    """Pending: active, and the cached vector revision differs from ``target`` (the head of
+    the configured chain, or the revision a run was asked to reach)."""
+    # IS DISTINCT FROM: a NULL cache (no revision) differs from every revision id.
+    return sa.and_(is_active(), dataset_databases.c.vector_schema_version.is_distinct_from(target))
+
+
+def is_cached_at_head(head: str | None) -> sa.ColumnElement[bool]:
     """Active datasets the cache calls up to date (the ones a verify pass opens)."""
-    return sa.and_(is_active(), dataset_databases.c.vector_schema_version >= HEAD_VERSION)
+    return sa.and_(is_active(), _at(head))
 
 
 async def _ids_where(engine: AsyncEngine, where: sa.ColumnElement[bool]) -> list[str]:
@@ -45,13 +51,17 @@ async def _ids_where(engine: AsyncEngine, where: sa.ColumnElement[bool]) -> list
         return list(await conn.scalars(query.order_by(dataset_databases.c.dataset_id)))
 
 
-async def pending_ids(engine: AsyncEngine) -> list[str]:
+async def pending_ids(engine: AsyncEngine, target: str | None) -> list[str]:
     """Every pending dataset, by id."""
-    return await _ids_where(engine, is_pending())
+    return await _ids_where(engine, is_pending(target))
 
 
 async def select_pending(
-    engine: AsyncEngine, *, dataset_ids: Sequence[str] | None = None, verify: bool = False
+    engine: AsyncEngine,
+    *,
+    target: str | None,
+    dataset_ids: Sequence[str] | None = None,
+    verify: bool = False,
 ) -> list[str]:
     """Pending datasets; with ``verify``, every active one.
 
@@ -68,25 +78,29 @@ async def select_pending(
                 f"unknown dataset id(s): {shown}" + (f" and {more} more" if more > 0 else "")
             )
         return wanted
-    return await _ids_where(engine, is_active() if verify else is_pending())
+    return await _ids_where(engine, is_active() if verify else is_pending(target))
 
 
 async def select_datasets(
-    engine: AsyncEngine, settings: Settings, request: RunRequest
+    engine: AsyncEngine, settings: Settings, request: RunRequest, goal: RevisionGoal
 ) -> list[str]:
-    """The dataset ids one run migrates, one subtask each."""
+    """The dataset ids one run migrates, one subtask each: those whose cached revision differs
+    from the revision ``goal`` (planned by ``migrator.runs.goal``) reaches."""
     if not settings.enable_backend_access_control:
         return [DEFAULT_ENGINE_ID]
+    target = goal.target
     if request.retry_of is not None:
-        return await retry_selection(engine, request.retry_of)
-    chosen = await select_pending(engine, dataset_ids=request.dataset_ids, verify=request.verify)
+        return await retry_selection(engine, request.retry_of, target)
+    chosen = await select_pending(
+        engine, target=target, dataset_ids=request.dataset_ids, verify=request.verify
+    )
     if request.extra_ids:
         seen = set(chosen)
         chosen += [d for d in await registered_ids(engine, request.extra_ids) if d not in seen]
     return chosen
 
 
-async def retry_selection(engine: AsyncEngine, run_id: str) -> list[str]:
+async def retry_selection(engine: AsyncEngine, run_id: str, target: str | None) -> list[str]:
     """What failed or never finished in ``run_id`` and is still registered.
 
     A run that failed in the relational step touched no dataset, so everything pending then is
@@ -94,7 +108,7 @@ async def retry_selection(engine: AsyncEngine, run_id: str) -> list[str]:
     """
     status = await store.run_status(engine, run_id)
     if status == RunStatus.FAILED and not await store.dataset_counts(engine, run_id):
-        return await pending_ids(engine)
+        return await pending_ids(engine, target)
     wanted = await store.dataset_ids_in(engine, run_id, RETRY_STATUSES)
     kept = await registered_ids(engine, wanted)
     if len(kept) < len(wanted):

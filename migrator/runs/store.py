@@ -217,7 +217,7 @@ def _row(run_id: str, dataset_id: str) -> sa.ColumnElement[bool]:
 
 
 async def mark_dataset_running(
-    bind: Bind, run_id: str, dataset_id: str, version_before: int | None
+    bind: Bind, run_id: str, dataset_id: str, version_before: str | None
 ) -> None:
     """A delivery starts on the dataset: ``running``, one attempt more."""
     now = utcnow()
@@ -530,8 +530,8 @@ async def open_dataset_ids(engine: AsyncEngine, run_id: str) -> list[str]:
 
 async def succeeded_durations_ms(
     engine: AsyncEngine,
-) -> dict[tuple[int | None, int | None], tuple[float, int]]:
-    """Mean duration and count of earlier successful migrations, by version before and after
+) -> dict[tuple[str | None, str | None], tuple[float, int]]:
+    """Mean duration and count of earlier successful migrations, by revision before and after
     (what a plan's estimate is made of)."""
     query = (
         sa.select(

@@ -54,8 +54,8 @@ class DatasetOutcome:
 
     dataset_id: str
     status: DatasetStatus
-    version_before: int | None = None
-    version_after: int | None = None
+    version_before: str | None = None
+    version_after: str | None = None
     duration_ms: int = 0
     error: str | None = None
     step: str | None = None

@@ -7,14 +7,19 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from migrator.errors import HeadMismatchError
 from migrator.settings import Settings
-from migrator.vector.schema import HEAD_VERSION, VectorStep, steps_after
+from migrator.vector.chain_config import configured_chain
+from migrator.vector.revisions import AppliedRevisions, DatasetContext, RevisionChain
+from migrator.vector.revisions.errors import RevisionApplyError
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+UPGRADE = "upgrade"
+DOWNGRADE = "downgrade"
 
 
 @dataclass(frozen=True)
@@ -30,18 +35,45 @@ class DatasetTarget:
 
 @dataclass(frozen=True)
 class MigrationSteps:
-    """What ``run_migrations`` did: versions before and after, and the steps it applied."""
+    """What ``run_migrations`` did: revisions before and after (None: none), and those it ran.
+    A third-party adapter may still report integer versions; they are recorded as text."""
 
-    version_before: int
-    version_after: int
+    version_before: str | int | None
+    version_after: str | int | None
     applied: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class RevisionGoal:
+    """Where a run takes a dataset: ``target`` (None: the head; for a downgrade, base), the
+    direction, and the head the run was planned against (a worker whose chain has another
+    head refuses the dataset rather than migrate it to its own)."""
+
+    target: str | None = None
+    direction: str = UPGRADE
+    expected_head: str | None = None
+
+    @property
+    def is_plain_upgrade(self) -> bool:
+        """Up to the head the run planned for: what an adapter without targets can do."""
+        return self.direction == UPGRADE and self.target in (None, self.expected_head)
+
+
+@runtime_checkable
+class VectorAdapter(Protocol):
+    """What the runner needs of an adapter. ``run_migrations`` may be absent."""
+
+    async def read_version(self) -> str | int | None: ...
+
+    async def close(self) -> None: ...
+
+
 class StepFailed(Exception):
-    """Raised by an adapter when one step fails; names the step for the run record.
+    """Raised by an adapter when a step fails; names the step (a revision id, or ``connect``,
+    ``lock``, ``read_version``) for the run record.
 
     ``version_before`` and ``version_after`` are what the dataset recorded before the run and
-    after its last committed step, when known: earlier steps stay applied.
+    after its last committed revision, when known: earlier revisions stay applied.
     """
 
     def __init__(
@@ -49,8 +81,8 @@ class StepFailed(Exception):
         step: str,
         cause: BaseException,
         *,
-        version_before: int | None = None,
-        version_after: int | None = None,
+        version_before: str | int | None = None,
+        version_after: str | int | None = None,
     ) -> None:
         super().__init__(f"{type(cause).__name__}: {cause}")
         self.step = step
@@ -59,20 +91,10 @@ class StepFailed(Exception):
         self.version_after = version_after
 
 
-class VersionedAdapter(ABC):
-    """Base for adapters that keep a version record and apply ``schema.STEPS`` in order.
-
-    Takes the ``DatasetTarget`` (where the dataset lives, no secrets) and the ``Settings``
-    (credentials, timeouts). Subclasses implement ``read_version`` (returns the version the
-    dataset records, 0 for none), ``apply_step`` (one step and its version row, atomically where
-    the store allows, idempotently always) and ``dataset_lock`` (an async context manager held
-    across processes); they may override ``connect``, ``close`` and ``normalise_url``.
-
-    ``run_migrations(target_version)`` returns ``MigrationSteps`` (versions before and after,
-    steps applied); it decides which steps to run under the adapter's per-dataset lock, so two
-    processes never migrate one dataset at once. Every failure leaves as ``StepFailed`` naming
-    where it happened: ``connect``, ``lock``, ``read_version`` or a step's name.
-    """
+class RevisionAdapter(ABC):
+    """Base for adapters that run the configured revision chain (VECTOR_MIGRATIONS) through a
+    provider's executor, under the adapter's per-dataset lock so two processes never migrate
+    one dataset at once. Every failure leaves as ``StepFailed`` naming where it happened."""
 
     def __init__(self, target: DatasetTarget, settings: Settings) -> None:
         self.target = target
@@ -83,54 +105,75 @@ class VersionedAdapter(ABC):
         """Validate a dataset URL; return it normalised and the key of the server it is on."""
         return url, ""
 
+    @property
+    def context(self) -> DatasetContext:
+        return DatasetContext(
+            self.target.dataset_id, self.target.name, self.settings.vector_dimension
+        )
+
     async def connect(self) -> None:
-        """Open the dataset database. Separate from the steps so a failure here reads as one."""
+        """Open the dataset database. Separate from the revisions so a failure reads as one."""
         return None
-
-    @abstractmethod
-    async def read_version(self) -> int:
-        """The version the dataset database records; 0 when it records none."""
-
-    @abstractmethod
-    async def apply_step(self, step: VectorStep) -> None:
-        """Apply one step and record it, atomically; re-applying an applied step is a no-op."""
 
     @abstractmethod
     def dataset_lock(self) -> Any:
         """An async context manager held while migrating, across processes."""
 
-    async def run_migrations(self, target_version: int = HEAD_VERSION) -> MigrationSteps:
-        """Bring the dataset to ``target_version`` (head by default); returns what was done."""
+    @abstractmethod
+    async def current(self, chain: RevisionChain) -> str | None:
+        """The revision the dataset records (None: none)."""
+
+    @abstractmethod
+    async def apply(
+        self, chain: RevisionChain, goal: RevisionGoal, on_revision: Any
+    ) -> AppliedRevisions:
+        """Upgrade or downgrade to ``goal.target`` through the provider's executor."""
+
+    @abstractmethod
+    async def stamp(self, chain: RevisionChain, revision: str | None) -> None:
+        """Record the dataset at ``revision`` without running anything."""
+
+    async def read_version(self) -> str | None:
+        await self.connect()
+        return await self.current(configured_chain(self.settings))
+
+    async def run_migrations(self, goal: RevisionGoal | None = None) -> MigrationSteps:
+        goal = goal or RevisionGoal()
+        chain = await _as_step("chain", _loaded(self.settings))
+        if goal.expected_head is not None and goal.expected_head != chain.head:
+            raise StepFailed(
+                "chain", HeadMismatchError(goal.expected_head, chain.head, chain.folder)
+            )
         await _as_step("connect", self.connect())
         async with AsyncExitStack() as stack:
             await _as_step("lock", stack.enter_async_context(self.dataset_lock()))
             # Read under the lock: whoever held it before may have done the work already.
-            before = await _as_step("read_version", self.read_version())
+            before = await _as_step("read_version", self.current(chain))
+            reached: list[str | None] = [before]
+
+            def on_revision(revision: str, direction: str, _duration_ms: float) -> None:
+                if direction == UPGRADE:
+                    reached[0] = revision
+                else:
+                    position = chain.position(revision)
+                    reached[0] = chain.ids()[position - 2] if position > 1 else None
+                log.debug("Dataset %s: %s %s.", self.target.dataset_id, direction, revision)
+
             try:
-                pending = _pending_steps(before, target_version)
-            except ValueError as exc:  # the database is newer than this migrator
-                raise StepFailed("read_version", exc) from exc
-            applied: list[str] = []
-            reached = before
-            for step in pending:
-                try:
-                    await self.apply_step(step)
-                except Exception as exc:
-                    raise StepFailed(
-                        step.name, exc, version_before=before, version_after=reached
-                    ) from exc
-                reached = step.version
-                applied.append(step.name)
-                log.debug("Dataset %s: applied vector step %s.", self.target.dataset_id, step.name)
-            after = await _as_step("read_version", self.read_version())
-        return MigrationSteps(before, after, tuple(applied))
+                result = await self.apply(chain, goal, on_revision)
+            except Exception as exc:
+                step = exc.revision if isinstance(exc, RevisionApplyError) else goal.direction
+                raise StepFailed(
+                    step, exc, version_before=before, version_after=reached[0]
+                ) from exc
+        return MigrationSteps(result.before, result.after, result.applied)
 
     async def close(self) -> None:
         return None
 
 
-def _pending_steps(version: int, target_version: int) -> tuple[VectorStep, ...]:
-    return tuple(step for step in steps_after(version) if step.version <= target_version)
+async def _loaded(settings: Settings) -> RevisionChain:
+    return configured_chain(settings)
 
 
 async def _as_step(name: str, awaitable: Awaitable[T]) -> T:

@@ -5,9 +5,10 @@ The dataset's URL names the server and database (``postgresql://host:port/dbname
 dataset's connection info names one. Credentials never live in the URL: they come from
 VECTOR_DB_USERNAME and VECTOR_DB_PASSWORD.
 
-Each step runs in one transaction together with the insert of its version row, so a step is
-either wholly there with its row or not there at all. PostgreSQL DDL is transactional, columns
-are added in place, and nothing is read into memory.
+It runs the configured revision chain (VECTOR_MIGRATIONS) through the pgvector executor of
+``migrator.vector.revisions``: transactional DDL commits together with its history rows, a
+backfill or concurrent index build in idempotent phases; columns are added in place, and
+nothing is read whole into memory.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from migrator.constants import COLLECTION_NAME, VECTOR_VERSION_TABLE
 from migrator.errors import (
     BadDatasetURLError,
     InsecureAuthenticationError,
@@ -37,10 +37,19 @@ from migrator.errors import (
 )
 from migrator.settings import Settings
 from migrator.vector import pgauth
-from migrator.vector.base import VersionedAdapter
+from migrator.vector.base import DOWNGRADE, RevisionAdapter, RevisionGoal
 from migrator.vector.hosts import is_loopback, require_allowed
 from migrator.vector.pgauth import SSL_MODES, SslMode
-from migrator.vector.schema import VectorStep
+from migrator.vector.revisions import (
+    AppliedRevisions,
+    RevisionChain,
+    current_pgvector,
+    downgrade_pgvector,
+    plan_pgvector,
+    stamp_pgvector,
+    upgrade_pgvector,
+)
+from migrator.vector.revisions.pg_sql import PgSql
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +69,6 @@ EXTENSION_LOCK_KEY = 1
 EXTENSION_MISSING = (asyncpg.FeatureNotSupportedError, asyncpg.UndefinedFileError)
 INSTALL_FIX = "install pgvector on that server, for example use the pgvector/pgvector image"
 GRANT_FIX = "have a superuser run CREATE EXTENSION vector in that database once"
-INDEX_NAME = f"{COLLECTION_NAME}_embedding_hnsw"
-VECTOR_COLUMN = "embedding"
-# Steps that build an index: never bounded by QUERY_TIMEOUT_S.
-HEAVY_STEPS = frozenset({3})
 LOCK_POLL_S = 0.2
 
 
@@ -226,7 +231,7 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-class PgVectorAdapter(VersionedAdapter):
+class PgVectorAdapter(RevisionAdapter):
     provider = "pgvector"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -238,6 +243,7 @@ class PgVectorAdapter(VersionedAdapter):
         self.ssl_mode = admit(self.address, self.settings, dataset=self.target.dataset_id)
         self.schema = schema_for(self.target.dataset_id, self.target.connection_info)
         self._conn: asyncpg.Connection | None = None
+        self._work_conn: asyncpg.Connection | None = None
 
     @classmethod
     def normalise_url(cls, url: str) -> tuple[str, str]:
@@ -259,7 +265,15 @@ class PgVectorAdapter(VersionedAdapter):
             self._conn = await self._open()
         return self._conn
 
-    async def _open(self) -> asyncpg.Connection:
+    async def _work_connection(self) -> asyncpg.Connection:
+        """The connection revisions run on: an index build or a backfill is heavy, so its
+        statements are bounded by DATASET_TIMEOUT_S, not QUERY_TIMEOUT_S. The lock stays on
+        the light connection, whose session holds it."""
+        if self._work_conn is None:
+            self._work_conn = await self._open(self.settings.dataset_timeout_s)
+        return self._work_conn
+
+    async def _open(self, command_timeout_s: float | None = None) -> asyncpg.Connection:
         password = self.settings.vector_db_password.get_secret_value()
         try:
             return await asyncpg.connect(
@@ -271,7 +285,7 @@ class PgVectorAdapter(VersionedAdapter):
                 ssl=pgauth.ssl_argument(self.ssl_mode, self.settings.vector_db_sslrootcert),
                 timeout=self.settings.connect_timeout_s,
                 # Every statement is light unless it says otherwise (index builds pass their own).
-                command_timeout=self.settings.query_timeout_s,
+                command_timeout=command_timeout_s or self.settings.query_timeout_s,
                 # This name is also what makes pgauth refuse cleartext and MD5 password requests.
                 server_settings={"application_name": pgauth.GUARDED_APPLICATION_NAME},
             )
@@ -333,63 +347,44 @@ class PgVectorAdapter(VersionedAdapter):
                 f"did not answer within QUERY_TIMEOUT_S={self.settings.query_timeout_s:g}s"
             ) from None
 
-    async def read_version(self) -> int:
+    async def current(self, chain: RevisionChain) -> str | None:
         conn = await self._connection()
-        table = self._qualified(VECTOR_VERSION_TABLE)
         async with self._bounded():
-            if await conn.fetchval("SELECT to_regclass($1)", table) is None:
-                return 0
-            return int(await conn.fetchval(f"SELECT coalesce(max(version), 0) FROM {table}"))
+            return await current_pgvector(conn, self.schema, chain)
 
-    async def apply_step(self, step: VectorStep) -> None:
-        conn = await self._connection()
+    async def apply(
+        self, chain: RevisionChain, goal: RevisionGoal, on_revision: Any
+    ) -> AppliedRevisions:
+        conn = await self._work_connection()
         async with self._bounded():
-            extension_schema = await self._ensure_extension(conn)
-            statements = self._step_sql(step, quote_ident(extension_schema))
-            # An index build is heavy: it runs under the dataset's own limit, not QUERY_TIMEOUT_S.
-            heavy_s = self.settings.dataset_timeout_s if step.version in HEAVY_STEPS else None
-            async with conn.transaction():
-                await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.schema)}")
-                await conn.execute(
-                    f"CREATE TABLE IF NOT EXISTS {self._qualified(VECTOR_VERSION_TABLE)} ("
-                    "version integer PRIMARY KEY, name text NOT NULL, "
-                    "applied_at timestamptz NOT NULL DEFAULT now())"
+            # Created here first, so a missing extension names this server and the fix.
+            await self._ensure_extension(conn)
+            if goal.direction == DOWNGRADE:
+                return await downgrade_pgvector(
+                    conn, self.schema, chain, self.context, goal.target, on_revision
                 )
-                for statement in statements:
-                    await conn.execute(statement, timeout=heavy_s)
-                await self._record(step)
+            return await upgrade_pgvector(
+                conn, self.schema, chain, self.context, goal.target, on_revision
+            )
 
-    def _step_sql(self, step: VectorStep, vector_schema: str) -> list[str]:
-        """The DDL of one step. Every statement is IF NOT EXISTS: re-running changes nothing."""
-        chunks = self._qualified(COLLECTION_NAME)
-        if step.version == 1:
-            dimension = int(self.settings.vector_dimension)
-            return [
-                f"CREATE TABLE IF NOT EXISTS {chunks} (id text PRIMARY KEY, payload text, "
-                f"{VECTOR_COLUMN} {vector_schema}.vector({dimension}))"
-            ]
-        if step.version == 2:
-            # A constant default is stored in the catalog: no table rewrite, rows untouched.
-            return [
-                f"ALTER TABLE {chunks} ADD COLUMN IF NOT EXISTS created_at timestamptz, "
-                "ADD COLUMN IF NOT EXISTS is_deleted boolean NOT NULL DEFAULT false"
-            ]
-        if step.version == 3:
-            return [
-                f"CREATE INDEX IF NOT EXISTS {quote_ident(INDEX_NAME)} ON {chunks} "
-                f"USING hnsw ({VECTOR_COLUMN} {vector_schema}.vector_cosine_ops)"
-            ]
-        raise NotImplementedError(f"pgvector adapter has no step {step.version} ({step.name})")
-
-    async def _record(self, step: VectorStep) -> None:
-        """Insert the step's row; called inside the step's transaction."""
+    async def plan_sql(self, chain: RevisionChain, to_revision: str | None) -> list[str]:
+        """What an upgrade to ``to_revision`` (default head) would execute, executing nothing:
+        each pending revision's statements planned against the dataset as it is now."""
         conn = await self._connection()
-        await conn.execute(
-            f"INSERT INTO {self._qualified(VECTOR_VERSION_TABLE)} (version, name) "
-            "VALUES ($1, $2) ON CONFLICT (version) DO NOTHING",
-            step.version,
-            step.name,
-        )
+        async with self._bounded():
+            current = await current_pgvector(conn, self.schema, chain)
+            sql = PgSql(self.schema, await _extension_schema(conn) or "public")
+            lines: list[str] = []
+            for revision in chain.upgrade_path(current, to_revision):
+                lines.append(f"-- {revision.revision}: {revision.message}")
+                for op in await plan_pgvector(conn, self.schema, self.context, revision):
+                    lines += [s if s.startswith("--") else f"{s};" for s in sql.statements(op)]
+            return lines
+
+    async def stamp(self, chain: RevisionChain, revision: str | None) -> None:
+        conn = await self._connection()
+        async with self._bounded():
+            await stamp_pgvector(conn, self.schema, chain, revision)
 
     async def _ensure_extension(self, conn: asyncpg.Connection) -> str:
         """Create ``vector`` when missing; return the schema its types live in."""
@@ -426,7 +421,12 @@ class PgVectorAdapter(VersionedAdapter):
         )
 
     async def close(self) -> None:
+        work, self._work_conn = self._work_conn, None
+        await self._close_one(work)
         conn, self._conn = self._conn, None
+        await self._close_one(conn)
+
+    async def _close_one(self, conn: asyncpg.Connection | None) -> None:
         if conn is None or conn.is_closed():
             return
         try:

@@ -11,12 +11,12 @@ import redis
 
 from migrator.constants import RUN_LOCK_KEY, TASK_SCHEDULED_CHECK
 from migrator.locks.redis import LockRecord
-from migrator.vector.schema import HEAD_VERSION
 from tests.celery.conftest import CeleryEnv
 from tests.celery.fake_adapters import scripted_url
 from tests.celery.helpers import received, record_idle_run
 from tests.support.migrations import control_plane_head
 from tests.support.processes import ServiceProcess, wait_until
+from tests.support.revisions import HEAD as HEAD_VERSION
 from tests.support.rows import cached_versions, run_rows, runs, set_cached_version
 from worker import create_app
 
@@ -33,7 +33,7 @@ def test_check_reports_pending_drifted_and_stale_without_enqueueing(
 ) -> None:
     state = tmp_path / "at-head"
     state.mkdir()
-    (state / "version").write_text(str(HEAD_VERSION))
+    (state / "version").write_text(HEAD_VERSION)
     at_head = celery_env.add_dataset("at-head", provider="scripted", url=scripted_url(state))
     set_cached_version(celery_env.settings, at_head, HEAD_VERSION)
     pending = celery_env.add_dataset("pending")
@@ -102,7 +102,7 @@ def test_beat_enqueues_one_run_for_pending_and_drifted(
     )
     rows = run_rows(celery_env.settings, run["id"])
     assert set(rows) == {pending, drifted}
-    assert rows[drifted]["version_before"] == 0  # its own record, not the cache
+    assert rows[drifted]["version_before"] is None  # its own record, not the cache
     assert cached_versions(celery_env.settings) == {pending: HEAD_VERSION, drifted: HEAD_VERSION}
     log = worker.log()
     assert f"action=enqueue enqueued={run['id']}" in log

@@ -13,11 +13,11 @@ import pytest
 import redis
 
 from migrator.constants import RUN_LOCK_KEY
-from migrator.vector.schema import HEAD_VERSION
 from tests.celery.conftest import CeleryEnv, Cli
 from tests.celery.helpers import failing_migrations, json_out, parent_result, received
 from tests.support.migrations import control_plane_head
 from tests.support.processes import ServiceProcess
+from tests.support.revisions import HEAD as HEAD_VERSION
 from tests.support.rows import cached_versions, run_rows, runs
 
 pytestmark = pytest.mark.slow
@@ -64,7 +64,7 @@ def test_deploy_trigger_migrates_every_dataset(
     assert received(log, "tasks.migrate_dataset") == 3
     for dataset_id, name in zip(ids, names, strict=True):
         succeeded = f'dataset={dataset_id} name="{name}" status=succeeded'
-        assert f"{succeeded} version=0->{HEAD_VERSION}" in log
+        assert f"{succeeded} version=None->{HEAD_VERSION}" in log
     head = control_plane_head()
     assert (
         f"Run {run_id} succeeded: relational {head} -> {head}; datasets total=3 succeeded=3" in log
@@ -121,7 +121,7 @@ def test_one_broken_dataset_fails_alone_and_retry_failed_takes_only_it(
     assert [d["dataset_id"] for d in summary["datasets"]] == [broken]
     retry_run = next(r for r in runs(celery_env.settings) if r["id"] == summary["run_id"])
     assert retry_run["options"]["retry_of"] == run_id
-    assert cached_versions(celery_env.settings)[broken] == 3
+    assert cached_versions(celery_env.settings)[broken] == HEAD_VERSION
 
 
 def test_relational_failure_records_failed_run_and_sends_no_subtask(
@@ -182,7 +182,7 @@ def test_subset_then_verify_then_unknown_id(
 
     assert subset.returncode == 0, subset.stderr
     assert {d["dataset_id"] for d in json_out(subset)["datasets"]} == {a, b}
-    assert cached_versions(celery_env.settings) == {a: HEAD_VERSION, b: HEAD_VERSION, c: 0}
+    assert cached_versions(celery_env.settings) == {a: HEAD_VERSION, b: HEAD_VERSION, c: None}
 
     verify = cli.run("enqueue", "--verify", *WAIT, "--json")
 
@@ -193,7 +193,7 @@ def test_subset_then_verify_then_unknown_id(
         HEAD_VERSION,
         HEAD_VERSION,
     )
-    assert (outcomes[c]["version_before"], outcomes[c]["version_after"]) == (0, HEAD_VERSION)
+    assert (outcomes[c].get("version_before"), outcomes[c]["version_after"]) == (None, HEAD_VERSION)
 
     unknown = str(uuid.uuid4())
     refused = cli.run("enqueue", "--dataset", unknown, *WAIT)
@@ -220,4 +220,4 @@ def test_single_user_mode_migrates_the_default_engine(
     assert (outcome["dataset_id"], outcome["version_after"]) == ("default", HEAD_VERSION)
     assert (Path(celery_env.settings.vector_db_url) / "default").is_dir()
     succeeded = 'dataset=default name="default" status=succeeded'
-    assert f"{succeeded} version=0->{HEAD_VERSION}" in worker.log()
+    assert f"{succeeded} version=None->{HEAD_VERSION}" in worker.log()

@@ -317,7 +317,7 @@ def test_forged_task_messages_and_pickle_are_refused(world: World, scenario: Sce
     assert str(results["parent url"]) == "task message refused: unexpected field(s) 'url'"
     assert str(results["parent trigger"]) == (
         "task message refused: fields must be: trigger one of deploy, beat, admin, api; ids "
-        "as strings; verify a boolean"
+        "as strings; verify and downgrade booleans"
     )
     assert results["not in run"] == {
         "dataset_id": target.id,

@@ -41,6 +41,7 @@ from tests.support.migrations import (
     revision_source,
 )
 from tests.support.processes import wait_until
+from tests.support.revisions import PACKAGED
 
 pytestmark = [pytest.mark.long, pytest.mark.timeout(1800)]
 
@@ -328,7 +329,7 @@ def test_triggers_storm(world: World, scenario: Scenario) -> None:
 
 
 def _drift(world: World, dataset_ids: list[str]) -> None:
-    """The control plane's cache says version 1 for datasets that are at head (as after a
+    """The control plane's cache says revision 1 for datasets that are at head (as after a
     restore): the next selection takes them again, and their migration is a no-op."""
 
     async def write(engine: AsyncEngine) -> None:
@@ -336,7 +337,7 @@ def _drift(world: World, dataset_ids: list[str]) -> None:
             await conn.execute(
                 dataset_databases.update()
                 .where(dataset_databases.c.dataset_id.in_(dataset_ids))
-                .values(vector_schema_version=1)
+                .values(vector_schema_version=PACKAGED[0])
             )
 
     world.run(write)

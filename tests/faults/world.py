@@ -23,15 +23,14 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from migrator.constants import COLLECTION_NAME, VECTOR_VERSION_TABLE
+from migrator.constants import COLLECTION_NAME
 from migrator.datasets import add_dataset
 from migrator.db import control_plane
 from migrator.models import dataset_databases, datasets, migration_run_datasets, migration_runs
 from migrator.settings import Settings
-from migrator.vector.base import DatasetTarget
-from migrator.vector.pgvector_adapter import INDEX_NAME
+from migrator.vector.base import DatasetTarget, RevisionGoal
 from migrator.vector.registry import adapter_factory
-from migrator.vector.schema import HEAD_VERSION
+from migrator.vector.revisions.history import HISTORY_TABLE
 from tests.faults.probe_adapter import ProbeAdapter, probe_url
 from tests.faults.servers import PgCluster, PgServer, RedisServer
 from tests.support import processes, rows
@@ -42,6 +41,7 @@ from tests.support.processes import (
     run_migrator,
     wait_until,
 )
+from tests.support.revisions import PACKAGED
 from tests.support.rows import RawDataset, insert_raw, set_cached
 from tests.support.services import pg_connection, pg_execute
 from tests.vector.helpers import (
@@ -71,6 +71,17 @@ WORLD_ENV = {
     "VECTOR_DB_USERNAME": "postgres",
     "CONNECT_TIMEOUT_S": "3",
 }
+
+
+# Datasets are checked by position in the packaged chain: 0 none, 1.. the revisions, -1 unknown.
+HEAD_VERSION = len(PACKAGED)
+HNSW_INDEX = "chunks_embedding_hnsw"  # the index packaged revision 3 builds on pgvector
+
+
+def position(revision: str | None) -> int:
+    if revision is None:
+        return 0
+    return PACKAGED.index(revision) + 1 if revision in PACKAGED else -1
 
 
 @dataclass
@@ -217,7 +228,7 @@ class World:
                     data = sample_rows(rows, DIMENSION, seed=i)
                     await _pg_insert(dataset, data)
                     dataset.rows = pg_expected(data)
-                    await set_cached(engine, dataset.id, 1)
+                    await set_cached(engine, dataset.id, PACKAGED[0])
                     return dataset
 
             return list(await asyncio.gather(*(one(i) for i in range(count))))
@@ -240,7 +251,7 @@ class World:
                 data = sample_rows(rows, DIMENSION, seed=100 + i)
                 await lance_write(dataset.url, data, DIMENSION)
                 dataset.rows = expected(data)
-                await set_cached(engine, dataset.id, 1)
+                await set_cached(engine, dataset.id, PACKAGED[0])
                 made.append(dataset)
         return made
 
@@ -372,7 +383,8 @@ class World:
         return rows.all_run_rows(self.settings)
 
     def cached_versions(self) -> dict[str, int]:
-        return rows.cached_versions(self.settings)
+        """The cached revisions as positions in the packaged chain (0: none)."""
+        return {k: position(v) for k, v in rows.cached_versions(self.settings).items()}
 
     def check(self, chosen: Sequence[Dataset] | None = None) -> list[DatasetCheck]:
         """Read every dataset back (servers must be up): rows, version record, schema."""
@@ -385,7 +397,7 @@ class World:
 
         async def one(dataset: Dataset) -> DatasetCheck:
             async with gate:
-                return await check_dataset(dataset, cached.get(dataset.id, 0))
+                return await check_dataset(dataset, position(cached.get(dataset.id)))
 
         checked = [d for d in chosen if d.provider in ("pgvector", "lancedb")]
         return list(await asyncio.gather(*(one(d) for d in checked)))
@@ -488,7 +500,7 @@ def _target(dataset: Dataset) -> DatasetTarget:
 async def _migrate_to(dataset: Dataset, settings: Settings, version: int) -> None:
     adapter = adapter_factory(dataset.provider)(_target(dataset), settings)
     try:
-        await adapter.run_migrations(target_version=version)
+        await adapter.run_migrations(RevisionGoal(PACKAGED[version - 1]))
     finally:
         await adapter.close()
 
@@ -534,15 +546,13 @@ async def _check_pgvector(dataset: Dataset, cached: int) -> DatasetCheck:
     schema = dataset.schema
     async with pg_admin(dataset.server) as conn:
         has_versions = await conn.fetchval(
-            "SELECT to_regclass($1) IS NOT NULL", f'"{schema}".{VECTOR_VERSION_TABLE}'
+            "SELECT to_regclass($1) IS NOT NULL", f'"{schema}".{HISTORY_TABLE}'
         )
         versions = (
-            [
-                r[0]
-                for r in await conn.fetch(
-                    f'SELECT version FROM "{schema}".{VECTOR_VERSION_TABLE} ORDER BY 1'
-                )
-            ]
+            sorted(
+                position(r[0])
+                for r in await conn.fetch(f'SELECT revision FROM "{schema}".{HISTORY_TABLE}')
+            )
             if has_versions
             else []
         )
@@ -561,7 +571,7 @@ async def _check_pgvector(dataset: Dataset, cached: int) -> DatasetCheck:
         has_index = await conn.fetchval(
             "SELECT count(*) = 1 FROM pg_indexes WHERE schemaname = $1 AND indexname = $2",
             schema,
-            INDEX_NAME,
+            HNSW_INDEX,
         )
         found = (
             {
@@ -598,7 +608,7 @@ async def _check_lancedb(dataset: Dataset, cached: int) -> DatasetCheck:
     except Exception:  # a table missing: nothing to compare, the dataset is not intact
         return DatasetCheck(dataset, False, -1, -1, cached)
     names = set(tables["schema"].names)
-    versions = tables["versions"]
+    versions = sorted(position(v) for v in tables["versions"])
     actual = _prefix_version(
         [True, {"created_at", "is_deleted"} <= names, ("BTree", ("id",)) in tables["indices"]]
     )

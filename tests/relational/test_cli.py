@@ -18,6 +18,7 @@ from migrator.db import control_plane
 from migrator.models import dataset_databases, migration_run_datasets, migration_runs
 from migrator.settings import Settings
 from tests.support.migrations import control_plane_head
+from tests.support.revisions import HEAD
 
 PASSWORD = "Sup3r-S3cret-pw"
 COMMANDS = [
@@ -206,7 +207,7 @@ def test_check_reports_pending_and_reads_drift_only_with_verify(
             await conn.execute(
                 dataset_databases.update()
                 .where(dataset_databases.c.dataset_id == added["id"])
-                .values(vector_schema_version=3)
+                .values(vector_schema_version=HEAD)
             )
 
     asyncio.run(claim_head_in_the_cache())  # its own directory records nothing: drift

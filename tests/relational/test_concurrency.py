@@ -57,6 +57,6 @@ def test_two_concurrent_upgrades_apply_once(
     assert [p.returncode for p in (first, second)] == [0, 0], results
     logs = "\n".join(err for _, err in results)
     assert logs.count("Upgrading control plane") == 1, logs
-    added = revision_after(control_plane_head())
+    added = revision_after(control_plane_head())  # the slow revision the copy adds
     assert logs.count(f"already at head {added} (another process upgraded it)") == 1, logs
     assert _versions(settings) == [added]

@@ -86,7 +86,9 @@ def test_status_lists_pending_datasets_by_name_and_id(
     pending = asyncio.run(_add(control, "pending-one"))
 
     assert main(["status"]) == 0
-    assert f"  pending: pending-one ({pending}) (lancedb) at v0" in capsys.readouterr().out
+    assert (
+        f"  pending: pending-one ({pending}) (lancedb) at (no revision)" in capsys.readouterr().out
+    )
 
 
 def test_control_characters_in_a_name_are_escaped_everywhere_it_is_shown(

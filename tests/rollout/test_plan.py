@@ -3,18 +3,23 @@ plane only, changing nothing; fast at 10,000 datasets."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from migrator.cli import main
+from migrator.datasets import add_dataset
+from migrator.db import control_plane
+from migrator.relational import upgrade_to_head
 from migrator.settings import Settings
-from migrator.vector.schema import HEAD_VERSION
 from tests.support.broken_adapter import Fleet
-from tests.support.rows import all_run_rows, runs
+from tests.support.revisions import HEAD, LANG, PACKAGED, app_folder
+from tests.support.rows import all_run_rows, runs, set_cached_version
 
 
 def _plan(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
@@ -39,14 +44,21 @@ def test_plan_says_what_a_run_would_do_and_changes_nothing(
     assert plan["max_failures"] == 10
     assert plan["moves"] == [
         {
-            "from": 0,
-            "to": HEAD_VERSION,
+            "from": None,
+            "to": HEAD,
             "datasets": 200,
             "providers": {"broken": 200},
             "servers": 1,
             "estimate_s": 0.0,
         }
     ]
+    # Every packaged revision is on the way for all 200; a third-party adapter applies them.
+    assert [(r["revision"], r["datasets"], r["providers"]) for r in plan["revisions"]] == [
+        (rev, 200, {"broken": 200}) for rev in PACKAGED
+    ]
+    assert plan["revisions"][0]["operations"] == {
+        "broken": ["(applied by the provider's own adapter)"]
+    }
     assert plan["estimate_s"] is None
     assert not fleet.touched() and runs(settings) == []
 
@@ -59,8 +71,8 @@ def test_plan_says_what_a_run_would_do_and_changes_nothing(
     assert plan["datasets"] == 2 and plan["estimate_s"] is not None
     assert plan["estimate_basis"].startswith("mean of 10 earlier successful migration(s)")
     assert [(d["name"], d["from"], d["to"]) for d in plan["detail"]] == [
-        ("ds-0010", 0, HEAD_VERSION),
-        ("ds-0011", 0, HEAD_VERSION),
+        ("ds-0010", None, HEAD),
+        ("ds-0011", None, HEAD),
     ]
     assert _plan(capsys)["datasets"] == 190
     assert all_run_rows(settings) == rows_before and len(runs(settings)) == 1
@@ -85,3 +97,46 @@ def test_plan_at_10000_datasets_is_fast(
     assert plan["datasets"] == 10_000 and plan["stages"][0] == 100
     assert elapsed_s < 5, f"plan took {elapsed_s:.2f}s at 10,000 datasets"
     print(f"plan at 10,000 datasets: {elapsed_s:.2f}s")
+
+
+def test_plan_lists_each_revision_with_its_datasets_and_operations(
+    make_settings: Callable[..., Settings], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = make_settings(VECTOR_MIGRATIONS=str(app_folder(tmp_path)), LOG_LEVEL="WARNING")
+    asyncio.run(upgrade_to_head(settings))
+    partway, _, elsewhere = asyncio.run(_lance_datasets(settings, "partway", "fresh", "other"))
+    assert main(["run", "--no-progress", "--dataset", partway, "--to", PACKAGED[1]]) == 0
+    set_cached_version(settings, elsewhere, "0099_deployed_elsewhere")
+    capsys.readouterr()
+    rows_before = all_run_rows(settings)
+
+    plan = _plan(capsys)
+
+    assert (plan["vector_head"], plan["vector_target"], plan["direction"]) == (
+        LANG,
+        LANG,
+        "upgrade",
+    )
+    moves = {m["from"]: (m["datasets"], m.get("refused")) for m in plan["moves"]}
+    assert moves[None] == (1, None) and moves[PACKAGED[1]] == (1, None)
+    assert "0099_deployed_elsewhere" in moves["0099_deployed_elsewhere"][1]
+    steps = [(s["revision"], s["datasets"]) for s in plan["revisions"]]
+    assert steps == [(PACKAGED[0], 1), (PACKAGED[1], 1), (PACKAGED[2], 2), (LANG, 2)]
+    assert plan["revisions"][-1]["operations"] == {
+        "lancedb": ["add_column('chunks', 'lang', 'string')"]
+    }
+
+    down = _plan(capsys, "--downgrade", "--to", PACKAGED[0], "--dataset", partway)
+    assert [(s["revision"], s["direction"], s["datasets"]) for s in down["revisions"]] == [
+        (PACKAGED[1], "downgrade", 1)
+    ]
+    assert main(["plan", "--downgrade"]) == 64  # --downgrade needs --to
+    assert all_run_rows(settings) == rows_before and len(runs(settings)) == 1
+
+
+async def _lance_datasets(settings: Settings, *names: str) -> list[str]:
+    async with control_plane(settings) as engine:
+        return [
+            (await add_dataset(engine, settings, name=name, provider="lancedb")).id
+            for name in names
+        ]

@@ -51,8 +51,8 @@ def run_rows(settings: Settings, run_id: str) -> dict[str, dict[str, Any]]:
     return {row["dataset_id"]: row for row in all_run_rows(settings, run_id)}
 
 
-async def read_cached_versions(engine: AsyncEngine) -> dict[str, int]:
-    """The vector schema version the control plane caches, by dataset id."""
+async def read_cached_versions(engine: AsyncEngine) -> dict[str, str | None]:
+    """The vector revision the control plane caches, by dataset id."""
     async with engine.connect() as conn:
         found = await conn.execute(
             sa.select(dataset_databases.c.dataset_id, dataset_databases.c.vector_schema_version)
@@ -60,7 +60,7 @@ async def read_cached_versions(engine: AsyncEngine) -> dict[str, int]:
         return {d: v for d, v in found}
 
 
-def cached_versions(settings: Settings) -> dict[str, int]:
+def cached_versions(settings: Settings) -> dict[str, str | None]:
     """``read_cached_versions`` from synchronous test code."""
     return on_control_plane(settings, read_cached_versions)
 
@@ -76,7 +76,7 @@ async def cached_row(engine: AsyncEngine, dataset_id: str) -> Mapping[str, Any]:
     return row._mapping
 
 
-async def set_cached(engine: AsyncEngine, dataset_id: str, version: int) -> None:
+async def set_cached(engine: AsyncEngine, dataset_id: str, version: str | None) -> None:
     """Make the control plane cache ``version`` for the dataset."""
     async with engine.begin() as conn:
         await conn.execute(
@@ -86,7 +86,7 @@ async def set_cached(engine: AsyncEngine, dataset_id: str, version: int) -> None
         )
 
 
-def set_cached_version(settings: Settings, dataset_id: str, version: int) -> None:
+def set_cached_version(settings: Settings, dataset_id: str, version: str | None) -> None:
     """``set_cached`` from synchronous test code."""
     on_control_plane(settings, lambda engine: set_cached(engine, dataset_id, version))
 

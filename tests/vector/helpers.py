@@ -13,16 +13,29 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 
-from migrator.constants import COLLECTION_NAME, VECTOR_VERSION_TABLE
+from migrator.constants import COLLECTION_NAME
 from migrator.db import control_plane
 from migrator.settings import Settings
-from migrator.vector.base import DatasetTarget, VersionedAdapter
-from migrator.vector.lancedb_adapter import collection_schema
+from migrator.vector.base import DatasetTarget, RevisionAdapter
 from migrator.vector.registry import adapter_factory
+from migrator.vector.revisions.history import HISTORY_TABLE
+from tests.support.revisions import HEAD, PACKAGED
 from tests.support.rows import RawDataset, cached_row, insert_raw
 from tests.support.services import pg_connection
 
 PROVIDER_OF_URL = {"postgresql": "pgvector"}
+__all__ = ["HEAD", "PACKAGED"]
+
+
+def collection_schema(dimension: int) -> pa.Schema:
+    """The collection the packaged 0001 revision creates on LanceDB."""
+    return pa.schema(
+        [
+            pa.field("id", pa.string(), nullable=False),
+            pa.field("payload", pa.string()),
+            pa.field("vector", pa.list_(pa.float32(), dimension)),
+        ]
+    )
 
 
 def target(url: str, dataset_id: str | None = None, **info: Any) -> DatasetTarget:
@@ -32,15 +45,15 @@ def target(url: str, dataset_id: str | None = None, **info: Any) -> DatasetTarge
 
 
 @asynccontextmanager
-async def opened(t: DatasetTarget, settings: Settings) -> AsyncIterator[VersionedAdapter]:
-    adapter: VersionedAdapter = adapter_factory(t.provider)(t, settings)
+async def opened(t: DatasetTarget, settings: Settings) -> AsyncIterator[RevisionAdapter]:
+    adapter: RevisionAdapter = adapter_factory(t.provider)(t, settings)
     try:
         yield adapter
     finally:
         await adapter.close()
 
 
-async def version_of(t: DatasetTarget, settings: Settings) -> int:
+async def version_of(t: DatasetTarget, settings: Settings) -> str | None:
     async with opened(t, settings) as adapter:
         return await adapter.read_version()
 
@@ -94,11 +107,11 @@ async def lance_tables(url: str) -> dict[str, Any]:
     db = await lancedb.connect_async(url)
     try:
         chunks = await db.open_table(COLLECTION_NAME)
-        versions = await (await db.open_table(VECTOR_VERSION_TABLE)).query().to_arrow()
+        versions = await (await db.open_table(HISTORY_TABLE)).query().to_arrow()
         return {
             "schema": await chunks.schema(),
             "indices": [(ix.index_type, tuple(ix.columns)) for ix in await chunks.list_indices()],
-            "versions": sorted(versions.column("version").to_pylist()),
+            "versions": sorted(versions.column("revision").to_pylist()),
         }
     finally:
         db.close()

@@ -18,10 +18,11 @@ from migrator.errors import DatasetNotFoundError
 from migrator.guard import clear_cache
 from migrator.settings import Settings
 from migrator.vector.revisions.errors import UnknownRevisionError
+from tests.support.revisions import PACKAGED
 from tests.support.rows import set_cached
 
-FIRST = "0001_create_collections"
-HEAD = "0003_create_index"
+FIRST = PACKAGED[0]
+HEAD = PACKAGED[-1]
 
 EXTRA_REVISION = '''"""a revision of the application's own, after the packaged ones"""
 revision = "0004_app_column"
@@ -51,7 +52,7 @@ def _migrated_dataset(settings: Settings) -> str:
     return asyncio.run(make())
 
 
-def _set_version(settings: Settings, dataset_id: str, version: int, error: str | None) -> None:
+def _set_version(settings: Settings, dataset_id: str, version: str, error: str | None) -> None:
     async def write() -> None:
         async with control_plane(settings) as engine:
             await set_cached(engine, dataset_id, version)
@@ -78,7 +79,7 @@ def test_a_dataset_a_failed_migration_left_behind_is_refused_naming_both_revisio
     settings: Settings,
 ) -> None:
     dataset_id = _migrated_dataset(settings)
-    _set_version(settings, dataset_id, 1, "RevisionFailedError: index build failed")
+    _set_version(settings, dataset_id, PACKAGED[0], "RevisionFailedError: index build failed")
 
     with pytest.raises(DatasetBehindError) as caught:
         asyncio.run(require_current(dataset_id, settings=settings))
@@ -93,7 +94,7 @@ def test_a_dataset_a_failed_migration_left_behind_is_refused_naming_both_revisio
 
 def test_min_revision_passes_anything_at_or_past_it(settings: Settings) -> None:
     dataset_id = _migrated_dataset(settings)
-    _set_version(settings, dataset_id, 2, None)
+    _set_version(settings, dataset_id, PACKAGED[1], None)
 
     asyncio.run(require_current(dataset_id, FIRST, settings=settings))
     asyncio.run(require_current(dataset_id, "0002_add_created_at_and_deleted", settings=settings))
@@ -140,7 +141,7 @@ def test_one_indexed_read_and_a_cache_of_guard_cache_s(
 
             sa.event.listen(engine.sync_engine, "before_cursor_execute", record)
             await require_current(dataset_id, settings=settings, engine=engine)
-            await set_cached(engine, dataset_id, 1)
+            await set_cached(engine, dataset_id, PACKAGED[0])
             # Within GUARD_CACHE_S the status read before is reused.
             await require_current(dataset_id, settings=settings, engine=engine)
             reads = [s for s in statements if "FROM dataset_databases" in s]

@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from migrator.settings import Settings
-from migrator.vector.base import MigrationSteps
+from migrator.vector.base import MigrationSteps, RevisionGoal
 from tests.vector.helpers import (
+    HEAD,
+    PACKAGED,
     expected,
     lance_read,
     lance_tables,
@@ -36,7 +38,8 @@ ROWS = 50
 
 
 def kill_child_at(provider: str, url: str, dataset_id: str, when: str, version: int) -> None:
-    """Run the child; it must die by SIGKILL, not finish and not fail on its own."""
+    """``version``: the position of the revision in the packaged chain, from 1."""
+    # The child must die by SIGKILL, not finish and not fail on its own.
     args = [provider, url, dataset_id, when, str(version)]
     done = subprocess.run(
         [sys.executable, "-m", "tests.vector.crash_child", *args],
@@ -48,9 +51,9 @@ def kill_child_at(provider: str, url: str, dataset_id: str, when: str, version: 
     assert done.returncode == -signal.SIGKILL, done.stdout + done.stderr
 
 
-async def _migrate(t: object, settings: Settings, target_version: int = 3) -> MigrationSteps:
+async def _migrate(t: object, settings: Settings, target: str = HEAD) -> MigrationSteps:
     async with opened(t, settings) as adapter:  # type: ignore[arg-type]
-        return await adapter.run_migrations(target_version=target_version)
+        return await adapter.run_migrations(RevisionGoal(target))
 
 
 # ---- LanceDB ------------------------------------------------------------------------------
@@ -59,11 +62,11 @@ async def _migrate(t: object, settings: Settings, target_version: int = 3) -> Mi
 @pytest.mark.parametrize(
     ("when", "version", "recorded", "remaining"),
     [
-        ("after", 2, 2, ("create_index",)),
-        # The LanceDB commit happened, its version row did not: the record says one less, and
-        # the next run finds the work done and only writes the row.
-        ("before-record", 2, 1, ("add_created_at_and_deleted", "create_index")),
-        ("before-record", 3, 2, ("create_index",)),
+        ("after", 2, 2, (PACKAGED[2],)),
+        # The LanceDB commit happened, its history row did not: the record says one less, and
+        # the next run replays the revision, finding its work done, and writes the row.
+        ("before-record", 2, 1, (PACKAGED[1], PACKAGED[2])),
+        ("before-record", 3, 2, (PACKAGED[2],)),
     ],
 )
 def test_lancedb_killed_mid_migration_is_finished_by_the_next_run(
@@ -76,21 +79,21 @@ def test_lancedb_killed_mid_migration_is_finished_by_the_next_run(
 ) -> None:
     t = target(lance_url())
     rows = sample_rows(ROWS, settings.vector_dimension)
-    asyncio.run(_migrate(t, settings, target_version=1))
+    asyncio.run(_migrate(t, settings, PACKAGED[0]))
     asyncio.run(lance_write(t.url, rows, settings.vector_dimension))
 
     kill_child_at("lancedb", t.url, t.dataset_id, when, version)
 
-    assert asyncio.run(version_of(t, settings)) == recorded
+    assert asyncio.run(version_of(t, settings)) == PACKAGED[recorded - 1]
     assert {k: v[:2] for k, v in asyncio.run(lance_read(t.url)).items()} == expected(rows)
     result = asyncio.run(_migrate(t, settings))
     assert (result.version_before, result.version_after, result.applied) == (
-        recorded,
-        3,
+        PACKAGED[recorded - 1],
+        HEAD,
         remaining,
     )
     tables = asyncio.run(lance_tables(t.url))
-    assert tables["versions"] == [1, 2, 3]  # no step recorded twice
+    assert tables["versions"] == sorted(PACKAGED)  # no revision recorded twice
     assert tables["indices"] == [("BTree", ("id",))]
     found = asyncio.run(lance_read(t.url))
     assert {k: v[:2] for k, v in found.items()} == expected(rows)
@@ -115,11 +118,13 @@ async def _has_column(url: str, schema: str, column: str) -> bool:
 @pytest.mark.parametrize(
     ("when", "version", "recorded", "has_created_at"),
     [
-        ("after", 2, 2, True),
-        # Killed inside step 2's transaction before its row: the server rolls the whole step
+        # Revisions 2 and 3 hold only transactional DDL: they commit in one transaction with
+        # their history rows, so "after 2" finds 3 committed too.
+        ("after", 2, 3, True),
+        # Killed inside that transaction before a history row: the server rolls all of it
         # back, so the column is not there either.
         ("before-record", 2, 1, False),
-        ("before-record", 3, 2, True),
+        ("before-record", 3, 1, False),
     ],
 )
 def test_pgvector_killed_mid_migration_is_finished_by_the_next_run(
@@ -134,15 +139,15 @@ def test_pgvector_killed_mid_migration_is_finished_by_the_next_run(
     t = target(url)
     schema = "ds_" + uuid.UUID(t.dataset_id).hex
     rows = sample_rows(ROWS, settings.vector_dimension)
-    asyncio.run(_migrate(t, settings, target_version=1))
+    asyncio.run(_migrate(t, settings, PACKAGED[0]))
     asyncio.run(pg_write(url, schema, rows))
 
     kill_child_at("pgvector", url, t.dataset_id, when, version)
 
-    assert asyncio.run(version_of(t, settings)) == recorded
+    assert asyncio.run(version_of(t, settings)) == PACKAGED[recorded - 1]
     assert asyncio.run(_has_column(url, schema, "created_at")) is has_created_at
     result = asyncio.run(_migrate(t, settings))  # also proves the dead session's lock is gone
-    assert (result.version_before, result.version_after) == (recorded, 3)
+    assert (result.version_before, result.version_after) == (PACKAGED[recorded - 1], HEAD)
     found = asyncio.run(pg_read(url, schema))
     assert {k: v[:2] for k, v in found.items()} == pg_expected(rows)
     assert {v[2]["is_deleted"] for v in found.values()} == {False}

@@ -13,9 +13,11 @@ import pytest
 
 from migrator.errors import BadDatasetURLError, LockTimeoutError
 from migrator.settings import Settings
-from migrator.vector.base import StepFailed
+from migrator.vector.base import RevisionGoal, StepFailed
 from migrator.vector.lancedb_adapter import LOCK_FILE, LanceDBAdapter
 from tests.vector.helpers import (
+    HEAD,
+    PACKAGED,
     expected,
     lance_read,
     lance_tables,
@@ -39,12 +41,12 @@ def test_an_empty_directory_is_brought_to_head(settings: Settings, lance_url: Ur
         return first, again
 
     first, again = asyncio.run(scenario())
-    assert (first.version_before, first.version_after) == (0, 3)
-    assert first.applied == ("create_collections", "add_created_at_and_deleted", "create_index")
-    assert (again.version_before, again.version_after, again.applied) == (3, 3, ())
+    assert (first.version_before, first.version_after) == (None, HEAD)
+    assert first.applied == tuple(PACKAGED)
+    assert (again.version_before, again.version_after, again.applied) == (HEAD, HEAD, ())
 
     tables = asyncio.run(lance_tables(t.url))
-    assert tables["versions"] == [1, 2, 3]
+    assert tables["versions"] == sorted(PACKAGED)
     assert tables["indices"] == [("BTree", ("id",))]
     schema: pa.Schema = tables["schema"]
     assert schema.field("vector").type == pa.list_(pa.float32(), settings.vector_dimension)
@@ -63,13 +65,13 @@ def test_rows_written_at_version_1_survive_to_head_byte_for_byte(
 
     async def scenario() -> object:
         async with opened(t, settings) as adapter:
-            await adapter.run_migrations(target_version=1)
+            await adapter.run_migrations(RevisionGoal(PACKAGED[0]))
         await lance_write(t.url, rows, settings.vector_dimension)
         async with opened(t, settings) as adapter:
             return await adapter.run_migrations()
 
     result = asyncio.run(scenario())
-    assert (result.version_before, result.version_after) == (1, 3)
+    assert (result.version_before, result.version_after) == (PACKAGED[0], HEAD)
     found = asyncio.run(lance_read(t.url))
     assert {k: v[:2] for k, v in found.items()} == expected(rows)
     assert {tuple(v[2].items()) for v in found.values()} == {
@@ -126,7 +128,7 @@ def test_a_wait_cancelled_by_the_dataset_timeout_leaves_no_lock_behind(
 ) -> None:
     t = target(lance_url())
 
-    async def scenario() -> int:
+    async def scenario() -> object:
         async with opened(t, settings) as holder:
             async with holder.dataset_lock(), opened(t, settings) as waiter:
                 with pytest.raises(TimeoutError):
@@ -135,7 +137,7 @@ def test_a_wait_cancelled_by_the_dataset_timeout_leaves_no_lock_behind(
             async with opened(t, settings) as later, asyncio.timeout(5):
                 return (await later.run_migrations()).version_after
 
-    assert asyncio.run(scenario()) == 3
+    assert asyncio.run(scenario()) == HEAD
 
 
 @pytest.mark.parametrize(
@@ -160,7 +162,7 @@ def test_a_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
     assert str(caught.value) == f"lancedb path {path} exists and is not a directory"
 
 
-def test_a_directory_without_a_record_reads_as_version_0(
+def test_a_directory_without_a_record_reads_as_no_revision(
     settings: Settings, lance_url: UrlFactory
 ) -> None:
-    assert asyncio.run(version_of(target(lance_url()), settings)) == 0
+    assert asyncio.run(version_of(target(lance_url()), settings)) is None

@@ -16,9 +16,12 @@ from migrator.errors import (
     VectorExtensionUnavailableError,
 )
 from migrator.settings import Settings
-from migrator.vector.base import MigrationSteps, StepFailed
+from migrator.vector.base import MigrationSteps, RevisionGoal, StepFailed
 from migrator.vector.pgvector_adapter import PgVectorAdapter, schema_for
+from migrator.vector.revisions.errors import UnknownRevisionError
 from tests.vector.helpers import (
+    HEAD,
+    PACKAGED,
     opened,
     pg_expected,
     pg_raw,
@@ -62,12 +65,12 @@ async def _shape(url: str, schema: str) -> dict[str, object]:
             schema,
         )
         versions = await conn.fetch(
-            f'SELECT version, name FROM "{schema}".migrator_schema_version ORDER BY version'
+            f'SELECT revision FROM "{schema}".migrator_revisions ORDER BY revision'
         )
     return {
         "columns": [tuple(r.values()) for r in columns],
         "indexes": {r["indexname"]: r["indexdef"] for r in indexes},
-        "versions": [tuple(r.values()) for r in versions],
+        "versions": [r["revision"] for r in versions],
     }
 
 
@@ -87,8 +90,12 @@ def test_a_new_database_gets_the_extension_and_is_brought_to_head(
 
     had_extension, first, again = asyncio.run(scenario())
     assert had_extension == 0
-    assert (first.version_before, first.version_after, len(first.applied)) == (0, 3, 3)
-    assert (again.version_before, again.version_after, again.applied) == (3, 3, ())
+    assert (first.version_before, first.version_after, first.applied) == (
+        None,
+        HEAD,
+        tuple(PACKAGED),
+    )
+    assert (again.version_before, again.version_after, again.applied) == (HEAD, HEAD, ())
 
     shape = asyncio.run(_shape(url, _schema(t.dataset_id)))
     assert shape["columns"] == [
@@ -98,11 +105,7 @@ def test_a_new_database_gets_the_extension_and_is_brought_to_head(
         ("created_at", "timestamp with time zone", False, None),
         ("is_deleted", "boolean", True, "false"),
     ]
-    assert shape["versions"] == [
-        (1, "create_collections"),
-        (2, "add_created_at_and_deleted"),
-        (3, "create_index"),
-    ]
+    assert shape["versions"] == sorted(PACKAGED)
     hnsw = shape["indexes"]["chunks_embedding_hnsw"]
     assert "USING hnsw (embedding vector_cosine_ops)" in hnsw
 
@@ -117,13 +120,13 @@ def test_rows_written_at_version_1_survive_to_head_byte_for_byte(
 
     async def scenario() -> MigrationSteps:
         async with opened(t, settings) as adapter:
-            await adapter.run_migrations(target_version=1)
+            await adapter.run_migrations(RevisionGoal(PACKAGED[0]))
         await pg_write(url, schema, rows)
         async with opened(t, settings) as adapter:
             return await adapter.run_migrations()
 
     result = asyncio.run(scenario())
-    assert (result.version_before, result.version_after) == (1, 3)
+    assert (result.version_before, result.version_after) == (PACKAGED[0], HEAD)
     found = asyncio.run(pg_read(url, schema))
     assert {k: v[:2] for k, v in found.items()} == pg_expected(rows)
     assert {tuple(v[2].items()) for v in found.values()} == {
@@ -145,7 +148,7 @@ def test_many_datasets_in_one_new_database_migrate_at_once(
     async def scenario() -> list[int]:
         return list(await asyncio.gather(*(one(t) for t in targets)))
 
-    assert asyncio.run(scenario()) == [3] * 6
+    assert asyncio.run(scenario()) == [HEAD] * 6
 
 
 def test_two_migrations_of_one_dataset_at_once_apply_each_step_once(
@@ -162,9 +165,9 @@ def test_two_migrations_of_one_dataset_at_once_apply_each_step_once(
         return list(await asyncio.gather(one(), one()))
 
     results = asyncio.run(scenario())
-    assert sorted(len(r.applied) for r in results) == [0, 3]
-    assert sorted(r.version_before for r in results) == [0, 3]
-    assert len(asyncio.run(_shape(url, _schema(t.dataset_id)))["versions"]) == 3
+    assert sorted(len(r.applied) for r in results) == [0, len(PACKAGED)]
+    assert sorted(r.version_before or "" for r in results) == ["", HEAD]
+    assert len(asyncio.run(_shape(url, _schema(t.dataset_id)))["versions"]) == len(PACKAGED)
 
 
 def test_a_schema_named_in_connection_info_is_used(
@@ -177,8 +180,8 @@ def test_a_schema_named_in_connection_info_is_used(
         async with opened(t, settings) as adapter:
             return (await adapter.run_migrations()).version_after
 
-    assert asyncio.run(scenario()) == 3
-    assert len(asyncio.run(_shape(url, "tenant_a"))["versions"]) == 3
+    assert asyncio.run(scenario()) == HEAD
+    assert len(asyncio.run(_shape(url, "tenant_a"))["versions"]) == len(PACKAGED)
 
 
 @pytest.mark.parametrize(
@@ -208,11 +211,11 @@ def test_a_server_without_pgvector_is_a_clear_error(
         async with opened(t, settings) as adapter:
             with pytest.raises(StepFailed) as caught:
                 await adapter.run_migrations()
-            assert await adapter.read_version() == 0
+            assert await adapter.read_version() is None
         return caught.value
 
     failed = asyncio.run(scenario())
-    assert failed.step == "create_collections"
+    assert failed.step == "upgrade"  # before the first revision
     assert isinstance(failed.cause, VectorExtensionUnavailableError)
     assert str(failed.cause) == (
         f"PostgreSQL server 127.0.0.1:5432 (database {parts.path[1:]!r}) cannot provide the "
@@ -256,7 +259,7 @@ def test_a_missing_database_fails_at_connect(settings: Settings, pg_socket_dir: 
     )
 
 
-def test_a_database_newer_than_head_is_not_touched(
+def test_a_database_recording_an_unknown_revision_is_not_touched(
     settings: Settings, pgvector_db: UrlFactory
 ) -> None:
     url = pgvector_db()
@@ -268,7 +271,9 @@ def test_a_database_newer_than_head_is_not_touched(
             await adapter.run_migrations()
         async with pg_raw(url) as conn:
             await conn.execute(
-                f"INSERT INTO \"{schema}\".migrator_schema_version (version, name) VALUES (4, 'x')"
+                f'INSERT INTO "{schema}".migrator_revisions '
+                "(revision, applied_at, duration_ms, migrator_version) "
+                "VALUES ('0099_from_newer_code', now(), 0, 'x')"
             )
         async with opened(t, settings) as adapter:
             with pytest.raises(StepFailed) as caught:
@@ -276,8 +281,11 @@ def test_a_database_newer_than_head_is_not_touched(
         return caught.value
 
     failed = asyncio.run(scenario())
-    assert (failed.step, type(failed.cause)) == ("read_version", ValueError)
-    assert str(failed.cause).startswith("dataset database is at vector schema 4, newer than")
+    assert (failed.step, type(failed.cause)) == ("read_version", UnknownRevisionError)
+    assert "0099_from_newer_code" in str(failed.cause)
+    assert asyncio.run(_shape(url, schema))["versions"] == sorted(
+        [*PACKAGED, "0099_from_newer_code"]
+    )
 
 
 # ---- URLs ---------------------------------------------------------------------------------

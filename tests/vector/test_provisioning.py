@@ -17,7 +17,7 @@ from migrator.db import control_plane
 from migrator.errors import BadDatasetURLError, UnknownProviderError, UsageError
 from migrator.runs.inprocess import run_startup_migrations
 from migrator.settings import Settings
-from tests.vector.helpers import cached, target, version_of
+from tests.vector.helpers import HEAD, cached, target, version_of
 
 MIGRATOR = str(Path(sys.executable).parent / "migrator")
 UrlFactory = Callable[[], str]
@@ -79,7 +79,7 @@ def test_a_hostile_dataset_name_never_reaches_sql(
     row = asyncio.run(_add(control, name=name, provider="pgvector", url=url))
     summary = asyncio.run(run_startup_migrations(settings=control))
     assert summary.status == "succeeded"
-    assert asyncio.run(version_of(target(url, dataset_id=row.id), control)) == 3  # type: ignore[attr-defined]
+    assert asyncio.run(version_of(target(url, dataset_id=row.id), control)) == HEAD  # type: ignore[attr-defined]
 
 
 # ---- the command, as an operator runs it ---------------------------------------------------
@@ -132,9 +132,9 @@ def test_cli_migrates_the_demo_datasets_then_reports_an_unreachable_one(
     assert demo.returncode == 0, demo.stderr
     assert "datasets: total=3 succeeded=3 failed=0" in demo.stdout
     rows = json.loads(cli("datasets", "list", "--json").stdout)
-    assert [(r["provider"], r["vector_schema_version"]) for r in rows] == [("lancedb", 3)] * 3
+    assert [(r["provider"], r["vector_schema_version"]) for r in rows] == [("lancedb", HEAD)] * 3
     for row in rows:  # the databases' own records, not only the cache
-        assert asyncio.run(version_of(target(row["url"], dataset_id=row["id"]), settings)) == 3
+        assert asyncio.run(version_of(target(row["url"], dataset_id=row["id"]), settings)) == HEAD
 
     added = cli(
         "datasets", "add", "pg-down", "--provider", "pgvector", "--url",
@@ -170,4 +170,4 @@ def test_datasets_remove_keeps_the_vector_data(control: Settings, lance_url: Url
 
     asyncio.run(remove())
     assert asyncio.run(_rows(control)) == []
-    assert asyncio.run(version_of(target(url, dataset_id=row.id), control)) == 3  # type: ignore[attr-defined]
+    assert asyncio.run(version_of(target(url, dataset_id=row.id), control)) == HEAD  # type: ignore[attr-defined]

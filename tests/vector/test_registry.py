@@ -17,26 +17,9 @@ from migrator.settings import Settings
 from migrator.vector import registry
 from migrator.vector.lancedb_adapter import LanceDBAdapter
 from migrator.vector.pgvector_adapter import PgVectorAdapter
-from migrator.vector.schema import HEAD_VERSION, STEPS, steps_after
 from tests.vector.helpers import cached, target
 
 PLUGIN_MODULE = "bare_vector_plugin"
-
-
-def test_schema_steps_are_ordered_and_head_is_the_last() -> None:
-    assert [s.version for s in STEPS] == [1, 2, 3]
-    assert HEAD_VERSION == 3
-    assert [s.name for s in steps_after(1)] == ["add_created_at_and_deleted", "create_index"]
-    assert steps_after(3) == ()
-
-
-def test_a_database_newer_than_head_is_refused() -> None:
-    with pytest.raises(ValueError) as caught:
-        steps_after(4)
-    assert str(caught.value) == (
-        "dataset database is at vector schema 4, newer than this migrator's head 3; "
-        "upgrade the migrator"
-    )
 
 
 def test_builtins_are_found_by_provider_name() -> None:
@@ -123,7 +106,7 @@ def test_an_adapter_without_run_migrations_is_skipped_with_a_warning(
     assert [r.getMessage() for r in warnings] == [
         f"Vector adapter 'bare' has no run_migrations; skipping dataset plugged ({dataset_id})."
     ]
-    assert asyncio.run(cached(control, dataset_id))["vector_schema_version"] == 0
+    assert asyncio.run(cached(control, dataset_id))["vector_schema_version"] is None
 
 
 def test_migrate_target_skips_an_adapter_without_run_migrations(

@@ -24,7 +24,16 @@ from migrator.models import dataset_databases, migration_run_datasets
 from migrator.runs.inprocess import run_startup_migrations
 from migrator.runs.summary import RunSummary
 from migrator.settings import Settings
-from tests.vector.helpers import cached, insert_raw_dataset, opened, target, version_of
+from migrator.vector.base import RevisionGoal
+from tests.vector.helpers import (
+    HEAD,
+    PACKAGED,
+    cached,
+    insert_raw_dataset,
+    opened,
+    target,
+    version_of,
+)
 
 UrlFactory = Callable[[], str]
 
@@ -85,7 +94,7 @@ def test_one_broken_dataset_never_stops_the_others(
                 "pgvector",
                 f"postgresql://{system_pg.hostname}:{system_pg.port}{system_pg.path}",
             ): (
-                "create_collections",
+                "upgrade",  # the extension is created before the first revision runs
                 "VectorExtensionUnavailableError: PostgreSQL server 127.0.0.1:5432 (database "
                 f"{system_pg.path[1:]!r}) cannot provide the 'vector' extension",
             ),
@@ -103,8 +112,9 @@ def test_one_broken_dataset_never_stops_the_others(
                 control, "pg-pw", "pgvector", "postgresql://app:hunter2@127.0.0.1/v"
             ): ("open", "BadDatasetURLError: pgvector URL must not carry credentials"),
             no_index: (
-                "create_index",
-                "ValueError: Schema Error: Field path `id` not found in schema.",
+                PACKAGED[2],
+                f"RevisionApplyError: revision {PACKAGED[2]!r} failed at create_index('chunks', "
+                "['id'], kind='btree'): ValueError: Schema Error: Field path `id` not found",
             ),
         }
         return good, broken, no_index
@@ -112,12 +122,11 @@ def test_one_broken_dataset_never_stops_the_others(
     good, broken, no_index = asyncio.run(provision())
     caplog.set_level(logging.INFO, logger="migrator")
     summary: RunSummary = asyncio.run(run_startup_migrations(settings=control))
-
     assert summary.status == "partial"
     assert (summary.counts["total"], summary.counts["succeeded"]) == (10, 4)
     assert summary.counts["failed"] == 6
     for dataset_id in good:
-        assert asyncio.run(cached(control, dataset_id))["vector_schema_version"] == 3
+        assert asyncio.run(cached(control, dataset_id))["vector_schema_version"] == HEAD
     errors = asyncio.run(_run_errors(control, summary.run_id))
     error_lines = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     for dataset_id, (step, error) in broken.items():
@@ -128,8 +137,8 @@ def test_one_broken_dataset_never_stops_the_others(
         assert f"error={errors[dataset_id]}" in line
     assert not any("hunter2" in str(v) for v in errors.values())
     assert not any("hunter2" in r.getMessage() for r in caplog.records)
-    # Steps 1 and 2 stuck before step 3 failed: the cache says so, as the record does.
-    assert asyncio.run(cached(control, no_index))["vector_schema_version"] == 2
+    # Revisions 1 and 2 stuck before 3 failed: the cache says so, as the record does.
+    assert asyncio.run(cached(control, no_index))["vector_schema_version"] == PACKAGED[1]
 
 
 def test_a_rerun_after_fixing_the_failure_finishes_and_touches_nothing_else(
@@ -175,10 +184,10 @@ def test_single_user_mode_migrates_only_the_default_engine(
     summary = asyncio.run(run_startup_migrations(settings=settings, prepare=register))
 
     assert summary.status == "succeeded"
-    assert _datasets_touched(summary) == [("default", "succeeded", 0, 3)]
+    assert _datasets_touched(summary) == [("default", "succeeded", None, HEAD)]
     default_dir = Path(settings.vector_db_url) / "default"
     default = target(str(default_dir), dataset_id="default")
-    assert asyncio.run(version_of(default, settings)) == 3
+    assert asyncio.run(version_of(default, settings)) == HEAD
     assert not Path(registered[0]).exists()  # the tenant's database was never opened
 
 
@@ -190,19 +199,19 @@ def test_single_user_mode_with_a_pgvector_default_engine(
         ENABLE_BACKEND_ACCESS_CONTROL="false", VECTOR_DB_PROVIDER="pgvector", VECTOR_DB_URL=url
     )
     summary = asyncio.run(run_startup_migrations(settings=settings))
-    assert _datasets_touched(summary) == [("default", "succeeded", 0, 3)]
-    assert asyncio.run(version_of(target(url, dataset_id="default"), settings)) == 3
+    assert _datasets_touched(summary) == [("default", "succeeded", None, HEAD)]
+    assert asyncio.run(version_of(target(url, dataset_id="default"), settings)) == HEAD
 
 
 def test_verify_reads_each_database_own_record_instead_of_the_cache(
     control: Settings, lance_url: UrlFactory
 ) -> None:
-    """The cache says head but the database says 1 (restored from a backup, say)."""
+    """The cache says head but the database says revision 1 (restored from a backup, say)."""
 
     async def provision() -> tuple[str, str]:
         behind = await _add(control, "restored", "lancedb", lance_url())
         at_head = await _add(control, "fine", "lancedb", lance_url())
-        for dataset_id, version in ((behind, 1), (at_head, 3)):
+        for dataset_id, version in ((behind, PACKAGED[0]), (at_head, HEAD)):
             async with control_plane(control) as engine, engine.begin() as conn:
                 url = await conn.scalar(
                     sa.select(dataset_databases.c.url).where(
@@ -212,10 +221,10 @@ def test_verify_reads_each_database_own_record_instead_of_the_cache(
                 await conn.execute(
                     dataset_databases.update()
                     .where(dataset_databases.c.dataset_id == dataset_id)
-                    .values(vector_schema_version=3)
+                    .values(vector_schema_version=HEAD)
                 )
             async with opened(target(url, dataset_id=dataset_id), control) as adapter:
-                await adapter.run_migrations(target_version=version)
+                await adapter.run_migrations(RevisionGoal(version))
         return behind, at_head
 
     behind, at_head = asyncio.run(provision())
@@ -225,7 +234,7 @@ def test_verify_reads_each_database_own_record_instead_of_the_cache(
 
     verified = asyncio.run(run_startup_migrations(settings=control, verify=True))
     assert sorted(_datasets_touched(verified)) == sorted(
-        [(behind, "succeeded", 1, 3), (at_head, "succeeded", 3, 3)]
+        [(behind, "succeeded", PACKAGED[0], HEAD), (at_head, "succeeded", HEAD, HEAD)]
     )
 
 

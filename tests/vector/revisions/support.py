@@ -25,6 +25,7 @@ from migrator.vector.revisions import (
 )
 from tests.vector.helpers import pg_connect_args
 
+# Not a ds_ name: those belong to the dataset of that id (schema_for refuses them).
 SCHEMA = "app_revisions"
 CONTEXT = DatasetContext("11111111-2222-3333-4444-555555555555", "revision-test", 384)
 

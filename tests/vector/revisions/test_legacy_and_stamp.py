@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from migrator.settings import Settings
+from migrator.vector.base import RevisionGoal
 from migrator.vector.revisions import (
     current_lancedb,
     current_pgvector,
@@ -32,18 +33,60 @@ BUILT_IN = ["0001_create_collections", "0002_add_created_at_and_deleted", "0003_
 
 
 async def legacy_dataset(url: str, settings: Settings, version: int) -> None:
-    """What today's adapter leaves behind at ``version``, with rows written at version 1."""
+    """What the adapters of before revisions left behind at ``version``, rows written at
+    version 1: the same objects as the first ``version`` packaged revisions (which were written
+    to match them), with the old integer record instead of the history."""
     from tests.vector.helpers import lance_write, pg_write
 
     async with opened(target(url, schema=SCHEMA), settings) as adapter:
-        await adapter.run_migrations(target_version=1)
+        await adapter.run_migrations(RevisionGoal(BUILT_IN[0]))
     rows = sample_rows(20, settings.vector_dimension)
     if url.startswith("postgresql"):
         await pg_write(url, SCHEMA, rows)
     else:
         await lance_write(url, rows, settings.vector_dimension)
     async with opened(target(url, schema=SCHEMA), settings) as adapter:
-        await adapter.run_migrations(target_version=version)
+        await adapter.run_migrations(RevisionGoal(BUILT_IN[version - 1]))
+    await _as_legacy_record(url, version)
+
+
+async def _as_legacy_record(url: str, version: int) -> None:
+    from tests.vector.helpers import pg_raw
+
+    if url.startswith("postgresql"):
+        async with pg_raw(url) as conn:
+            await conn.execute(
+                f"DROP TABLE {SCHEMA}.migrator_revisions, {SCHEMA}.migrator_backfill_checkpoints;"
+                f"CREATE TABLE {SCHEMA}.migrator_schema_version (version integer PRIMARY KEY, "
+                "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());"
+                f"INSERT INTO {SCHEMA}.migrator_schema_version (version, name) "
+                f"SELECT n, 'step' FROM generate_series(1, {version}) n"
+            )
+        return
+    import lancedb
+    import pyarrow as pa
+
+    db = await lancedb.connect_async(url)
+    try:
+        for name in ("migrator_revisions", "migrator_backfill_checkpoints"):
+            if name in (await db.list_tables()).tables:
+                await db.drop_table(name)
+        schema = pa.schema(
+            [
+                pa.field("version", pa.int32(), nullable=False),
+                pa.field("name", pa.string(), nullable=False),
+                pa.field("applied_at", pa.timestamp("us", tz="UTC"), nullable=False),
+            ]
+        )
+        from datetime import UTC, datetime
+
+        rows = [
+            {"version": n, "name": "step", "applied_at": datetime.now(UTC)}
+            for n in range(1, version + 1)
+        ]
+        await db.create_table("migrator_schema_version", pa.Table.from_pylist(rows, schema=schema))
+    finally:
+        db.close()
 
 
 @pytest.mark.slow
