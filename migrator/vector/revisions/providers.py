@@ -11,8 +11,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import lancedb.index
-
 from migrator.vector.revisions.ops import (
     AlterColumn,
     CreateIndex,
@@ -29,14 +27,16 @@ PROVIDERS = (LANCEDB, PGVECTOR)
 RESERVED_PREFIX = "migrator_"
 IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
-LANCE_INDEXES: dict[str, type[Any]] = {
-    "btree": lancedb.index.BTree,
-    "bitmap": lancedb.index.Bitmap,
-    "label_list": lancedb.index.LabelList,
-    "ivf_flat": lancedb.index.IvfFlat,
-    "ivf_pq": lancedb.index.IvfPq,
-    "ivf_hnsw_sq": lancedb.index.HnswSq,
-    "ivf_hnsw_pq": lancedb.index.HnswPq,
+# Index kind -> class name in lancedb.index, imported on first use: `import migrator` (every
+# CLI call, the guard) must not load LanceDB.
+LANCE_INDEXES = {
+    "btree": "BTree",
+    "bitmap": "Bitmap",
+    "label_list": "LabelList",
+    "ivf_flat": "IvfFlat",
+    "ivf_pq": "IvfPq",
+    "ivf_hnsw_sq": "HnswSq",
+    "ivf_hnsw_pq": "HnswPq",
 }
 LANCE_VECTOR_KINDS = ("ivf_flat", "ivf_pq", "ivf_hnsw_sq", "ivf_hnsw_pq")
 PG_INDEX_PARAMS: dict[str, tuple[str, ...]] = {
@@ -48,6 +48,13 @@ PG_VECTOR_KINDS = ("hnsw", "ivfflat")
 PG_METRIC_OPS = {"l2": "vector_l2_ops", "cosine": "vector_cosine_ops", "ip": "vector_ip_ops"}
 # One portable metric vocabulary: pgvector says "ip" where LanceDB says "dot".
 LANCE_METRICS = {"l2": "l2", "cosine": "cosine", "ip": "dot", "dot": "dot"}
+
+
+def lance_index_class(kind: str) -> type[Any]:
+    import lancedb.index
+
+    cls: type[Any] = getattr(lancedb.index, LANCE_INDEXES[kind])
+    return cls
 
 
 def check_identifier(name: str, what: str) -> str | None:
@@ -97,7 +104,7 @@ def _index_problem(index: CreateIndex, provider: str) -> str | None:
 
 
 def _lance_params(kind: str) -> tuple[str, ...]:
-    names = tuple(inspect.signature(LANCE_INDEXES[kind]).parameters)
+    names = tuple(inspect.signature(lance_index_class(kind)).parameters)
     return (*names, "metric") if "distance_type" in names else names
 
 
@@ -113,4 +120,4 @@ def lance_index_config(index: CreateIndex) -> Any:
     params = dict(index.params)
     if "metric" in params:
         params["distance_type"] = LANCE_METRICS[params.pop("metric")]
-    return LANCE_INDEXES[index.kind](**params)
+    return lance_index_class(index.kind)(**params)
