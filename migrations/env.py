@@ -15,6 +15,7 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from migrator import stalls
 from migrator.histories import MIGRATOR_VERSION_TABLE, carry_over_legacy, include_migrator_name
 from migrator.models import metadata
 from migrator.settings import get_settings, to_async_url
@@ -73,12 +74,16 @@ async def run_migrations_online() -> None:
     url = _database_url()
     _ensure_sqlite_dir(url)
     # Every statement of a revision is bounded by QUERY_TIMEOUT_S, so a control plane that stops
-    # answering fails the relational step instead of hanging it (no revision here is heavy).
-    timeout_s = get_settings().query_timeout_s
+    # answering fails the relational step instead of hanging it (no revision here is heavy),
+    # and as the migrator's own engine does: one timeout, naming the server.
+    settings = get_settings()
+    postgres = url.startswith("postgresql")
     connect_args = (
-        {"command_timeout": timeout_s} if url.startswith("postgresql") else {"timeout": timeout_s}
+        stalls.connect_args(settings) if postgres else {"timeout": settings.query_timeout_s}
     )
     engine = create_async_engine(url, poolclass=pool.NullPool, connect_args=connect_args)
+    if postgres:
+        stalls.fail_fast(engine.sync_engine, settings)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run_sync)

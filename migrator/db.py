@@ -15,8 +15,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from migrator import stalls
 from migrator.constants import CONTROL_PLANE_RETRY_S, CONTROL_PLANE_TRIES
-from migrator.errors import QueryTimeoutError
 from migrator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -64,32 +64,15 @@ def make_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=settings.migration_concurrency,
         pool_pre_ping=True,
-        # command_timeout: a control plane that stops answering fails the query, not the process.
-        connect_args={
-            "timeout": settings.connect_timeout_s,
-            "command_timeout": settings.query_timeout_s,
-        },
+        connect_args=stalls.connect_args(settings),
         **kwargs,
     )
-
-
-def control_plane_name(settings: Settings) -> str:
-    """``host:port`` (or the SQLite file) of the control plane: names it without a password."""
-    url = make_url(settings.database_url.get_secret_value())
-    if settings.is_sqlite:
-        return f"SQLite {url.database}"
-    return f"{url.host or 'localhost'}:{url.port or 5432}"
-
-
-def query_timed_out(settings: Settings) -> QueryTimeoutError:
-    return QueryTimeoutError(
-        f"control plane {control_plane_name(settings)} did not answer within "
-        f"QUERY_TIMEOUT_S={settings.query_timeout_s:g}s"
-    )
+    stalls.fail_fast(engine.sync_engine, settings)
+    return engine
 
 
 @asynccontextmanager

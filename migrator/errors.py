@@ -141,6 +141,13 @@ class QueryTimeoutError(MigratorError):
     within QUERY_TIMEOUT_S; the message names the server."""
 
 
+class ControlPlaneTimeoutError(QueryTimeoutError, TimeoutError):
+    """Raised when the control plane did not answer a statement within QUERY_TIMEOUT_S, or a
+    new connection within CONNECT_TIMEOUT_S; the message names it (host and port, never a
+    password). Also a ``TimeoutError``, so code that treats an unreachable control plane as an
+    ``OSError`` (the deploy hook's enqueue, the run-lock check) keeps doing so."""
+
+
 class DatasetNotFoundError(MigratorError):
     """Raised when a dataset id or name is not in the control plane."""
 

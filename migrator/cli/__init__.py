@@ -12,7 +12,6 @@ from typing import Any, NoReturn, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from migrator.db import query_timed_out
 from migrator.errors import (
     EXIT_RELATIONAL_FAILED,
     EXIT_USAGE,
@@ -22,6 +21,7 @@ from migrator.errors import (
 )
 from migrator.logging_setup import configure_logging
 from migrator.settings import Settings, get_settings
+from migrator.stalls import query_timed_out
 from migrator.urls import redact
 
 log = logging.getLogger("migrator.cli")

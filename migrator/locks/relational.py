@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from migrator import stalls
 from migrator.constants import RELATIONAL_ADVISORY_LOCK_KEY, RELATIONAL_LOCK_POLL_S
 from migrator.errors import LockTimeoutError
 
@@ -96,8 +97,15 @@ async def _advisory_lock(engine: AsyncEngine, timeout_s: float) -> AsyncIterator
             await asyncio.sleep(RELATIONAL_LOCK_POLL_S)
         try:
             yield
+        except TimeoutError:
+            # The control plane stopped answering: asking it to unlock would wait as long
+            # again. The lock is the session's, so dropping the connection releases it.
+            await stalls.drop(conn)
+            raise
         finally:
-            await conn.execute(
-                sa.text("SELECT pg_advisory_unlock(:key)"), {"key": RELATIONAL_ADVISORY_LOCK_KEY}
-            )
-            await conn.commit()
+            if not conn.invalidated:
+                await conn.execute(
+                    sa.text("SELECT pg_advisory_unlock(:key)"),
+                    {"key": RELATIONAL_ADVISORY_LOCK_KEY},
+                )
+                await conn.commit()

@@ -239,6 +239,13 @@ async def _record_early_failure(
     step: str,
 ) -> None:
     """Record the failed run when the control plane has a run table to hold it."""
+    if isinstance(exc, TimeoutError):
+        # The control plane did not answer: recording would wait as long again, and fail.
+        log.error(
+            "Relational step failed (%s); the run is not recorded; no dataset was touched.",
+            describe_error(exc, settings),
+        )
+        return
     try:
         async with control_plane(settings) as engine:
             run_id = await store.create_run(

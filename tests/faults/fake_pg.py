@@ -14,6 +14,8 @@ import ssl
 import struct
 import subprocess
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 SSL_REQUEST = 80877103
@@ -112,15 +114,34 @@ class PasswordHarvester:
 
 class StallingProxy:
     """A TCP proxy to ``127.0.0.1:target_port`` that stops forwarding the server's replies
-    once the client has logged in (after the first ReadyForQuery), and never closes."""
+    (and never closes): on each connection once the client has logged in (after the first
+    ReadyForQuery), or, with ``after_login=False``, on every connection from the moment
+    ``stop_answering()`` is called (a server that stops answering mid-run, logins included).
+    ``on_connect(n)`` is called with the count of connections accepted so far."""
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(
+        self,
+        target_port: int,
+        *,
+        after_login: bool = True,
+        on_connect: Callable[[int], None] | None = None,
+    ) -> None:
         self.target_port = target_port
+        self.after_login = after_login
+        self.on_connect = on_connect
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.stalled = threading.Event()
+        self.stopped_at: float | None = None
+        self.connections = 0
+        self._stopped = threading.Event()
         self._sockets: list[socket.socket] = []
         threading.Thread(target=self._serve, daemon=True).start()
+
+    def stop_answering(self) -> None:
+        if self.stopped_at is None:
+            self.stopped_at = time.monotonic()
+        self._stopped.set()
 
     def _serve(self) -> None:
         while True:
@@ -128,6 +149,9 @@ class StallingProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            self.connections += 1
+            if self.on_connect is not None:
+                self.on_connect(self.connections)
             server = socket.create_connection(("127.0.0.1", self.target_port))
             self._sockets += [client, server]
             threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
@@ -137,7 +161,7 @@ class StallingProxy:
         logged_in = False
         try:
             while chunk := source.recv(65536):
-                if from_server and logged_in:
+                if from_server and (self._stopped.is_set() or (logged_in and self.after_login)):
                     self.stalled.set()
                     continue  # swallow: the client waits for an answer that never comes
                 sink.sendall(chunk)
