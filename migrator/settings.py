@@ -161,7 +161,9 @@ class Settings(BaseSettings):
     )
     max_failures: str = Field(
         "",
-        description="Default failure budget of a run: a count or a percentage ('5%'); empty: none.",
+        description="Default failure budget of a run: a count or a percentage ('5%'). Empty "
+        "(the default): none, every selected dataset is attempted; a fleet of hundreds wants "
+        "a few percent.",
     )
     quarantine_after_runs: int = Field(
         3,

@@ -115,6 +115,8 @@ def enqueue_command(args: argparse.Namespace, settings: Settings) -> int:
         from migrator.cli.plan_cmd import plan_command
 
         return plan_command(args, settings)
+    if args.detail or args.deep:
+        raise UsageError("--detail and --deep describe a plan: add --plan")
     refs = args.dataset_ids
     if refs and not all(as_uuid(ref) for ref in refs):
         # A task message carries ids only: names become ids here, from the control plane.

@@ -1,4 +1,5 @@
-"""``migrator plan``: what a run would do, from the control plane only; nothing is changed."""
+"""``migrator plan``: what a run would do, from the control plane only (``--deep``: and each
+dataset's own store, read only); nothing is changed."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def register(commands: Any) -> None:
         "providers and servers, each move from revision to revision, every vector revision on "
         "the way with the datasets it touches and its operations, the canary and waves, the "
         "failure budget and an estimate of time from earlier runs. Reads the control plane "
-        "only; nothing is changed and no dataset is opened.",
+        "only, unless --deep; nothing is changed.",
     )
     add_run_options(parser)
     add_plan_options(parser)
@@ -42,6 +43,13 @@ def register(commands: Any) -> None:
 def add_plan_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--detail", action="store_true", help="also list each dataset: from -> to, its stage"
+    )
+    parser.add_argument(
+        "--deep",
+        action="store_true",
+        help="also open each dataset, read only (MIGRATION_CONCURRENCY at once, each bounded "
+        "by DATASET_TIMEOUT_S): rows per collection from the store's metadata, the revision it "
+        "records against the cached one, rows each revision touches",
     )
 
 
@@ -65,7 +73,8 @@ def plan_command(args: argparse.Namespace, settings: Settings) -> int:
     )
     detail = args.detail or bool(args.dataset_ids)
     preview = on_control_plane(
-        settings, lambda engine: preview_run(engine, settings, request, detail=detail)
+        settings,
+        lambda engine: preview_run(engine, settings, request, detail=detail, deep=args.deep),
     )
     if args.json:
         print_json(preview.to_dict())
@@ -83,6 +92,8 @@ def plan_command(args: argparse.Namespace, settings: Settings) -> int:
         )
     for step in data["revisions"]:
         print(f"  {step['direction']} {step['revision']}: {step['datasets']} dataset(s)")
+        if "rows_touched" in step:
+            print(f"    rows touched: {_rows_touched(step['rows_touched'])}")
         for provider, operations in sorted(step["operations"].items()):
             for operation in operations or ["(no operation)"]:
                 print(f"    {provider}: {operation}")
@@ -94,4 +105,42 @@ def plan_command(args: argparse.Namespace, settings: Settings) -> int:
     print(f"estimate: {when} ({data['estimate_basis']})")
     if data.get("detail"):
         print_table(data["detail"], ["id", "name", "provider", "server", "from", "to", "stage"])
+    if "deep" in data:
+        _print_deep(data["deep"], every=detail)
     return EXIT_OK
+
+
+def _rows_touched(touched: dict[str, Any]) -> str:
+    where = ", ".join(touched["collections"]) or "-"
+    unknown = touched["datasets_unknown"]
+    return f"{touched['rows']} in {where}" + (
+        f" (and {unknown} dataset(s) whose rows cannot be said)" if unknown else ""
+    )
+
+
+def _print_deep(deep: dict[str, Any], *, every: bool) -> None:
+    """The fleet's totals; each dataset that drifted or could not be read (every one with
+    --detail or --dataset)."""
+    print(
+        f"stores: {deep['opened']} read, {deep['unreadable']} unreadable, {deep['drifted']} "
+        f"drifted from the cache, {deep['rows_not_reported']} without row counts"
+    )
+    for collection, rows in deep["rows"].items():
+        print(f"  {collection}: {rows} row(s)")
+    for entry in deep["datasets"]:
+        if every or entry["drift"] or "error" in entry:
+            print(f"  {entry['name']} ({entry['id']}): {_store_line(entry)}")
+
+
+def _store_line(entry: dict[str, Any]) -> str:
+    if "error" in entry:
+        return f"cannot read: {entry['error']}"
+    drift = f" (cached {entry['cached']}: DRIFT)" if entry["drift"] else ""
+    if entry["rows"] is None:
+        rows = "rows not reported"
+    else:
+        shown = ", ".join(
+            f"{c} {'?' if n is None else n}" for c, n in sorted(entry["rows"].items())
+        )
+        rows = f"rows ({entry['rows_basis']}): {shown or 'no collection'}"
+    return f"store at {entry['store']}{drift}; {rows}"

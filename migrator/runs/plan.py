@@ -4,6 +4,10 @@ Reads the control plane only (one query for the selection, one for the registry,
 earlier durations), so it stays fast at 10,000 datasets; nothing is written, no dataset opened.
 Datasets are grouped by the move their cached revision makes (from -> to), and each revision
 on the way says how many datasets it would touch and the operations it asks for.
+
+With ``deep`` it also opens each dataset, read only (``migrator.runs.deep``): rows per
+collection from the store's metadata, the revision the store records against the cached one,
+and per revision the rows it reads or writes whole where that can be said.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from migrator.datasets import PlannedDataset, planned_datasets, quarantined_ids
 from migrator.relational import alembic_config, current_revision, head_revision
 from migrator.runs import store
+from migrator.runs.deep import StoreRead, read_stores
 from migrator.runs.goal import plan_goal
 from migrator.runs.request import RunRequest
 from migrator.runs.rollout import stage_of
@@ -28,6 +33,7 @@ from migrator.vector.chain_config import configured_chain
 from migrator.vector.revisions import RevisionChain
 from migrator.vector.revisions.errors import RevisionError
 from migrator.vector.revisions.history import DatasetContext
+from migrator.vector.revisions.ops import AddColumn, AlterColumn, Backfill, CreateIndex, Operation
 from migrator.vector.revisions.plan import plan_revision
 from migrator.vector.revisions.providers import PROVIDERS
 from migrator.vector.revisions.script import Revision
@@ -48,6 +54,7 @@ class MoveGroup:
     servers: Counter[str] = field(default_factory=Counter)
     estimate_s: float = 0.0
     refused: str | None = None  # why every dataset of this move would fail alone
+    rows: list[PlannedDataset] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         data = {
@@ -74,9 +81,11 @@ class RevisionStep:
     datasets: int = 0
     providers: Counter[str] = field(default_factory=Counter)
     operations: dict[str, list[str]] = field(default_factory=dict)
+    groups: list[MoveGroup] = field(default_factory=list, repr=False)
+    rows_touched: dict[str, Any] | None = None  # with --deep, when an operation touches rows
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "revision": self.revision,
             "message": self.message,
             "direction": self.direction,
@@ -84,6 +93,9 @@ class RevisionStep:
             "providers": dict(self.providers),
             "operations": self.operations,
         }
+        if self.rows_touched is not None:
+            data["rows_touched"] = self.rows_touched
+        return data
 
 
 @dataclass
@@ -107,21 +119,29 @@ class RunPreview:
     estimate_s: float | None
     estimate_basis: str
     detail: list[dict[str, Any]] = field(default_factory=list)
+    deep: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        skipped = ("moves", "revisions", "detail")
+        skipped = ("moves", "revisions", "detail", "deep")
         data = {k: v for k, v in self.__dict__.items() if k not in skipped}
         data["moves"] = [m.to_dict() for m in self.moves]
         data["revisions"] = [r.to_dict() for r in self.revisions]
         if self.detail:
             data["detail"] = self.detail
+        if self.deep is not None:
+            data["deep"] = self.deep
         return data
 
 
 async def preview_run(
-    engine: AsyncEngine, settings: Settings, request: RunRequest, *, detail: bool = False
+    engine: AsyncEngine,
+    settings: Settings,
+    request: RunRequest,
+    *,
+    detail: bool = False,
+    deep: bool = False,
 ) -> RunPreview:
-    """What ``request`` would do now; changes nothing."""
+    """What ``request`` would do now; changes nothing. ``deep`` opens each dataset to read."""
     config = alembic_config(settings)
     current = await current_revision(engine, config)
     head = head_revision(config)
@@ -141,8 +161,14 @@ async def preview_run(
         group.datasets += 1
         group.providers[row.provider] += 1
         group.servers[row.server_key] += 1
+        group.rows.append(row)
     total_s, basis = _estimate(moves, history, settings)
     staged = stage_of(stages)
+    revisions = _revision_steps(chain, goal, moves.values())
+    reads = await read_stores(engine, settings, [r.id for r in found]) if deep else None
+    if reads is not None:
+        for step in revisions:
+            step.rows_touched = _rows_touched(chain.get(step.revision), step, reads)
     return RunPreview(
         relational_current=current,
         relational_head=head,
@@ -153,13 +179,14 @@ async def preview_run(
         providers=dict(Counter(r.provider for r in found)),
         servers=len({r.server_key for r in found}),
         moves=sorted(moves.values(), key=lambda m: _order(chain, m.version_from)),
-        revisions=_revision_steps(chain, goal, moves.values()),
+        revisions=revisions,
         stages=[len(s) for s in stages if s],
         max_failures=rollout.budget(len(ids)),
         quarantined=len(await quarantined_ids(engine)),
         estimate_s=total_s,
         estimate_basis=basis,
         detail=[_detail(r, goal, staged.get(r.id, 0)) for r in found] if detail else [],
+        deep=_deep_report(found, reads) if reads is not None else None,
     )
 
 
@@ -196,6 +223,7 @@ def _revision_steps(chain: RevisionChain, goal: RevisionGoal, moves: Any) -> lis
                 )
             step.datasets += group.datasets
             step.providers.update(group.providers)
+            step.groups.append(group)
     order = {r: n for n, r in enumerate(chain.ids())}
     ordered = sorted(steps.values(), key=lambda s: order[s.revision])
     if goal.direction == DOWNGRADE:
@@ -218,6 +246,75 @@ def _operations(revision: Revision, direction: str, provider: str) -> list[str]:
     if not planned and not revision.supports(provider):
         return ["(not for this provider: recorded only)"]
     return [operation.describe() for operation in planned]
+
+
+def _row_collections(revision: Revision, direction: str, provider: str) -> set[str] | None:
+    """The collections whose every row the revision reads or writes on ``provider``: a
+    backfill, an index build, a column type change, and on LanceDB a new column with a value
+    (written for each row; an all-null one is schema only). None when that cannot be said:
+    a third-party provider, or operations that depend on the dataset."""
+    if provider not in PROVIDERS:
+        return None
+    try:
+        planned = plan_revision(revision, direction, provider, PLAN_CONTEXT, Snapshot())
+    except RevisionError:
+        return None
+    return {c for c in (_touched(op, provider) for op in planned) if c is not None}
+
+
+def _touched(op: Operation, provider: str) -> str | None:
+    """The collection whose every row ``op`` reads or writes, if it does."""
+    if isinstance(op, Backfill | CreateIndex):
+        return op.collection
+    if isinstance(op, AlterColumn) and op.type is not None:
+        return op.collection
+    if isinstance(op, AddColumn) and provider == "lancedb":
+        # As the LanceDB executor does it: a vector or list column is added all-null.
+        return None if op.type.is_vector or op.type.name == "list<string>" else op.collection
+    return None
+
+
+def _rows_touched(
+    revision: Revision, step: RevisionStep, reads: dict[str, StoreRead]
+) -> dict[str, Any] | None:
+    """Rows of the step's datasets in the collections it touches whole, summed; the datasets
+    whose rows cannot be said are counted apart. None when the revision touches no rows."""
+    wanted = {p: _row_collections(revision, step.direction, p) for p in step.providers}
+    collections = sorted({c for found in wanted.values() if found for c in found})
+    total, unknown = 0, 0
+    for group in step.groups:
+        for row in group.rows:
+            names = wanted.get(row.provider)
+            read = reads.get(row.id)
+            counts = read.rows if read is not None else None
+            if names == set():
+                continue  # nothing of this provider's is touched, whatever its store says
+            if names is None or counts is None or any(counts.get(c, 0) is None for c in names):
+                unknown += 1
+            else:
+                # A collection the store lacks yet is created on the way: no rows to touch.
+                total += sum(counts.get(c) or 0 for c in names)
+    if not collections and unknown == 0:
+        return None
+    return {"collections": collections, "rows": total, "datasets_unknown": unknown}
+
+
+def _deep_report(found: list[PlannedDataset], reads: dict[str, StoreRead]) -> dict[str, Any]:
+    """Per dataset what its store says; fleet totals of rows per collection."""
+    per_dataset: list[dict[str, Any]] = []
+    totals: Counter[str] = Counter()
+    for row in found:
+        read = reads.get(row.id) or StoreRead(row.id, row.cached_version, error="not registered")
+        per_dataset.append({"id": row.id, "name": row.name, **read.to_dict()})
+        totals.update({c: n for c, n in (read.rows or {}).items() if n is not None})
+    return {
+        "opened": sum(1 for r in reads.values() if r.error is None),
+        "unreadable": sum(1 for r in reads.values() if r.error is not None),
+        "drifted": sum(1 for r in reads.values() if r.drifted),
+        "rows_not_reported": sum(1 for r in reads.values() if r.error is None and r.rows is None),
+        "rows": dict(sorted(totals.items())),
+        "datasets": per_dataset,
+    }
 
 
 def _detail(row: PlannedDataset, goal: RevisionGoal, stage: int) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from migrator.locks.relational import file_lock
 from migrator.settings import Settings
 from migrator.urls import escape_controls, obfuscate_url
 from migrator.vector.base import DOWNGRADE, RevisionAdapter, RevisionGoal
+from migrator.vector.chain_config import configured_chain
 from migrator.vector.revisions import (
     AppliedRevisions,
     RevisionChain,
@@ -31,6 +32,8 @@ from migrator.vector.revisions import (
     stamp_lancedb,
     upgrade_lancedb,
 )
+from migrator.vector.revisions.lance_store import row_counts
+from migrator.vector.stats import ROWS_FROM_MANIFEST, StoreStats
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +111,15 @@ class LanceDBAdapter(RevisionAdapter):
         if not self.path.is_dir():
             return None
         return await current_lancedb(await self._connect(), chain)
+
+    async def read_stats(self) -> StoreStats:
+        if not self.path.is_dir():
+            return StoreStats(None, {}, ROWS_FROM_MANIFEST)  # read only: nothing is created
+        db = await self._connect()
+        chain = configured_chain(self.settings)
+        return StoreStats(
+            await current_lancedb(db, chain), await row_counts(db), ROWS_FROM_MANIFEST
+        )
 
     async def apply(
         self, chain: RevisionChain, goal: RevisionGoal, on_revision: Any

@@ -38,6 +38,7 @@ from migrator.errors import (
 from migrator.settings import Settings
 from migrator.vector import pgauth
 from migrator.vector.base import DOWNGRADE, RevisionAdapter, RevisionGoal
+from migrator.vector.chain_config import configured_chain
 from migrator.vector.hosts import is_loopback, require_allowed
 from migrator.vector.pgauth import SSL_MODES, SslMode
 from migrator.vector.revisions import (
@@ -45,11 +46,13 @@ from migrator.vector.revisions import (
     RevisionChain,
     current_pgvector,
     downgrade_pgvector,
+    pg_store,
     plan_pgvector,
     stamp_pgvector,
     upgrade_pgvector,
 )
 from migrator.vector.revisions.pg_sql import PgSql
+from migrator.vector.stats import ROWS_ESTIMATED, StoreStats
 
 log = logging.getLogger(__name__)
 
@@ -351,6 +354,15 @@ class PgVectorAdapter(RevisionAdapter):
         conn = await self._connection()
         async with self._bounded():
             return await current_pgvector(conn, self.schema, chain)
+
+    async def read_stats(self) -> StoreStats:
+        """Rows from the catalog's estimates and the recorded revision, in a read-only
+        transaction: the server itself refuses any write."""
+        conn = await self._connection()
+        async with self._bounded(), conn.transaction(readonly=True):
+            rows = await pg_store.row_estimates(conn, self.schema)
+            revision = await current_pgvector(conn, self.schema, configured_chain(self.settings))
+        return StoreStats(revision, rows, ROWS_ESTIMATED)
 
     async def apply(
         self, chain: RevisionChain, goal: RevisionGoal, on_revision: Any

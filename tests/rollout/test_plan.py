@@ -1,11 +1,10 @@
 """``migrator plan`` and ``migrator enqueue --plan``: what a run would do, from the control
-plane only, changing nothing; fast at 10,000 datasets."""
+plane only, changing nothing; right at 10,000 datasets (bench/plan.py times it)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -82,21 +81,25 @@ def test_plan_says_what_a_run_would_do_and_changes_nothing(
     assert len(runs(settings)) == 1
 
 
-def test_plan_at_10000_datasets_is_fast(
+def test_plan_at_10000_datasets(
     make_settings: Callable[..., Settings],
     make_fleet: Callable[..., Fleet],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """The plan's content at fleet size; its time is measured by bench/plan.py."""
     settings = make_settings(LOG_LEVEL="WARNING")
-    make_fleet(settings, 10_000)
+    fleet = make_fleet(settings, 10_000)
 
-    started = time.monotonic()
-    plan = _plan(capsys, "--canary", "1%", "--wave-size", "1000")
-    elapsed_s = time.monotonic() - started
+    plan = _plan(capsys, "--canary", "1%", "--wave-size", "1000", "--max-failures", "2%")
 
-    assert plan["datasets"] == 10_000 and plan["stages"][0] == 100
-    assert elapsed_s < 5, f"plan took {elapsed_s:.2f}s at 10,000 datasets"
-    print(f"plan at 10,000 datasets: {elapsed_s:.2f}s")
+    assert plan["datasets"] == 10_000 and plan["providers"] == {"broken": 10_000}
+    assert plan["stages"] == [100, *[1000] * 9, 900]
+    assert plan["max_failures"] == 200
+    assert [(m["from"], m["datasets"]) for m in plan["moves"]] == [(None, 10_000)]
+    assert [(r["revision"], r["datasets"]) for r in plan["revisions"]] == [
+        (rev, 10_000) for rev in PACKAGED
+    ]
+    assert not fleet.touched() and runs(settings) == []
 
 
 def test_plan_lists_each_revision_with_its_datasets_and_operations(

@@ -179,3 +179,35 @@ async def index_validity(conn: asyncpg.Connection, schema: str, name: str) -> bo
         name,
     )
     return valid
+
+
+async def row_estimates(conn: asyncpg.Connection, schema: str) -> dict[str, int | None]:
+    """Rows per collection as the server estimates them, never counted: ``reltuples`` once
+    the table was analysed or vacuumed, else the live tuples pg_stat tracked; None when the
+    server has neither yet (a table never analysed, whose statistics were not flushed). A table
+    whose file is empty has 0 rows."""
+    found = await conn.fetch(
+        "SELECT c.relname, s.n_live_tup, pg_relation_size(c.oid) AS bytes, "
+        # The planner's own estimate: rows per page when last analysed, times today's pages.
+        "CASE WHEN c.relpages > 0 THEN c.reltuples / c.relpages * "
+        "(pg_relation_size(c.oid) / current_setting('block_size')::int) "
+        "ELSE c.reltuples END AS reltuples, "
+        "coalesce(s.n_tup_ins + s.n_tup_del + s.n_tup_upd, 0) AS changes "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid "
+        "WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') ORDER BY c.relname",
+        schema,
+    )
+    counts: dict[str, int | None] = {}
+    for row in found:
+        if row["relname"].startswith(RESERVED_PREFIX):
+            continue
+        if row["reltuples"] >= 0:  # -1: never analysed (PostgreSQL 14 and later)
+            counts[row["relname"]] = round(row["reltuples"])
+        elif row["bytes"] == 0:  # the file's size, not a scan: nothing was ever written
+            counts[row["relname"]] = 0
+        elif row["changes"] or row["n_live_tup"]:
+            counts[row["relname"]] = int(row["n_live_tup"])
+        else:
+            counts[row["relname"]] = None
+    return counts
