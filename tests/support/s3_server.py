@@ -2,7 +2,7 @@
 child process, with one bucket; optionally every request delayed, so figures resemble a real
 store. Tests start one per session (``tests/conftest.py``), the bench one per workload.
 
-Run as ``python -m tests.support.s3_server PORT LATENCY_MS`` it is the server itself.
+Run as ``python -m tests.support.s3_server PORT LATENCY_MS [REQUEST_LOG]`` it is the server.
 """
 
 from __future__ import annotations
@@ -89,14 +89,22 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def s3_server(
-    *, latency_ms: float = 0.0, bucket: str = "migrator-test", log_path: Path | None = None
+    *,
+    latency_ms: float = 0.0,
+    bucket: str = "migrator-test",
+    log_path: Path | None = None,
+    request_log: Path | None = None,
 ) -> Iterator[S3Server]:
     """Start the server in a child process, wait until it answers, create ``bucket``; stop
-    the child on the way out."""
+    the child on the way out. ``request_log``: a line per PUT, ``PUT <path>
+    if-none-match=<header>``, to see which writes ask for put-if-absent."""
     port = free_port()
     out = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.s3_server", str(port), str(latency_ms)],
+        [
+            *(sys.executable, "-m", "tests.support.s3_server", str(port), str(latency_ms)),
+            str(request_log or ""),
+        ],
         cwd=REPO_ROOT,
         stdout=out,
         stderr=subprocess.STDOUT,
@@ -139,7 +147,7 @@ def _wait_until_up(endpoint: str, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"the S3 server at {endpoint} did not answer within {START_TIMEOUT_S}s")
 
 
-def _serve(port: int, latency_ms: float) -> None:
+def _serve(port: int, latency_ms: float, request_log: str) -> None:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import run_simple
 
@@ -150,6 +158,10 @@ def _serve(port: int, latency_ms: float) -> None:
         # Each request waits as a round trip to a real store would, on its own thread.
         if delay_s:
             time.sleep(delay_s)
+        if request_log and environ["REQUEST_METHOD"] == "PUT":
+            line = f"PUT {environ['PATH_INFO']} if-none-match={environ.get('HTTP_IF_NONE_MATCH')}"
+            with open(request_log, "a") as log:
+                log.write(line + "\n")
         return app(environ, start_response)
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -157,4 +169,4 @@ def _serve(port: int, latency_ms: float) -> None:
 
 
 if __name__ == "__main__":
-    _serve(int(sys.argv[1]), float(sys.argv[2]))
+    _serve(int(sys.argv[1]), float(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "")

@@ -24,7 +24,7 @@ from migrator.vector.base import RevisionGoal, StepFailed
 from migrator.vector.lancedb_adapter import LanceDBAdapter
 from migrator.vector.object_store import storage_options
 from migrator.vector.revisions import load_chain
-from tests.support.s3_server import S3Server
+from tests.support.s3_server import S3Server, s3_server
 from tests.vector.helpers import (
     HEAD,
     PACKAGED,
@@ -149,6 +149,20 @@ def test_the_server_refuses_a_second_put_if_absent(s3: S3Server) -> None:
     assert caught.value.response["Error"]["Code"] == "PreconditionFailed"
     body = client.get_object(Bucket=s3.bucket, Key="conditional/one")["Body"].read()
     assert body == b"first"
+
+
+def test_lancedb_commits_each_version_with_put_if_absent(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    """The other half: LanceDB asks for it. A server of its own logs each PUT's header."""
+    log = tmp_path / "puts.log"
+    with s3_server(request_log=log) as server:
+        settings = remote_settings(make_settings, server, "t", single_machine="true")
+        t = target(f"s3://{server.bucket}/t/one")
+        assert asyncio.run(_migrate(t, settings)) == HEAD
+    manifests = [line.split() for line in log.read_text().splitlines() if ".manifest" in line]
+    assert len(manifests) >= 3  # the collection's and the history's versions, at least
+    assert {m[2] for m in manifests} == {"if-none-match=*"}, manifests
 
 
 # ---- the revisions on object storage ----------------------------------------------------------
