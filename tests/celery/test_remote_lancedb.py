@@ -105,3 +105,26 @@ def _register(settings: Settings, count: int) -> Callable[[AsyncEngine], object]
         return made
 
     return add  # type: ignore[return-value]
+
+
+def test_on_a_sqlite_control_plane_the_workers_redis_lock_is_the_dataset_lock(
+    celery_env: CeleryEnv,
+    cli: Cli,
+    s3: S3Server,
+    s3_root: str,
+    start_worker: Callable[..., processes.ServiceProcess],
+) -> None:
+    # No SINGLE_MACHINE: `migrator run` would refuse these datasets; a worker holds the Redis
+    # subtask lock, which works across machines, and migrates them.
+    celery_env.configure(VECTOR_DB_URL=f"s3://{s3.bucket}/{s3_root}", **s3.settings_env(s3_root))
+    ids = celery_env.run(_register(celery_env.settings, 4))
+    worker = start_worker()
+    result = cli.run("enqueue", "--wait", "--timeout", "120", "--json")
+    assert result.returncode == 0, result.stderr + worker.log()
+    assert json_out(result)["counts"] == {"succeeded": 4, "total": 4}
+    assert cached_versions(celery_env.settings) == dict.fromkeys(ids, HEAD)
+    refused = cli.run("downgrade", "--to", PACKAGED[0], "--json")
+    assert refused.returncode == 2, refused.stderr
+    outcomes = json_out(refused)["datasets"]
+    assert {(d["status"], d["step"]) for d in outcomes} == {("failed", "lock")}
+    assert all("RemoteLockUnavailableError" in d["error"] for d in outcomes)
