@@ -61,7 +61,7 @@ def require_under_roots(path: Path, settings: Settings, *, dataset: str) -> None
     """Refuse a (resolved) dataset folder that is not strictly inside a store root."""
     roots = store_roots(settings)
     if not any(path != root and path.is_relative_to(root) for root in roots):
-        shown = ", ".join(str(r) for r in roots) or "(no local directory)"
+        shown = ", ".join(str(r) for r in roots) or "no local directory"
         raise BadDatasetURLError(
             f"dataset {dataset}: lancedb folder {escape_controls(str(path))} is outside "
             f"VECTOR_STORE_ROOTS ({shown}); symlinks are followed before this check"

@@ -127,7 +127,7 @@ def require_under_remote_roots(
     """Refuse a location that is not strictly inside a listed prefix."""
     roots = remote_roots(settings)
     if not any(root.contains(location) for root in roots):
-        shown = ", ".join(r.url for r in roots) or "(no object-store prefix)"
+        shown = ", ".join(r.url for r in roots) or "no object-store prefix"
         raise BadDatasetURLError(
             f"dataset {dataset}: lancedb location {location.url} is outside "
             f"VECTOR_STORE_ROOTS ({shown})"
