@@ -126,5 +126,7 @@ def test_on_a_sqlite_control_plane_the_workers_redis_lock_is_the_dataset_lock(
     refused = cli.run("downgrade", "--to", PACKAGED[0], "--json")
     assert refused.returncode == 2, refused.stderr
     outcomes = json_out(refused)["datasets"]
-    assert {(d["status"], d["step"]) for d in outcomes} == {("failed", "lock")}
-    assert all("RemoteLockUnavailableError" in d["error"] for d in outcomes)
+    assert sorted(d["dataset_id"] for d in outcomes) == sorted(ids)
+    assert {d["status"] for d in outcomes} == {"failed"}
+    assert all(d["error"].startswith("RemoteLockUnavailableError: ") for d in outcomes)
+    assert cached_versions(celery_env.settings) == dict.fromkeys(ids, HEAD)  # untouched
