@@ -106,3 +106,11 @@ async def count_at_head(engine: AsyncEngine, head: str | None) -> int:
             )
             or 0
         )
+
+
+async def move_datasets(engine: AsyncEngine, prefix: str) -> None:
+    """Point every dataset at ``prefix``/<its id>: fresh, empty locations for the next mode."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            dataset_databases.update().values(url=prefix + dataset_databases.c.dataset_id)
+        )

@@ -3,6 +3,7 @@
     python -m bench.run --workload orchestration --datasets 1000 10000
     python -m bench.run --workload real --datasets 500
     python -m bench.run --workload steady --datasets 10000
+    python -m bench.run --workload remote --datasets 100   # LanceDB on a local S3 server
     python -m bench.run --small            # every workload at a small N (CI)
 
 Modes, side by side on the same world (reset between modes):
@@ -47,17 +48,22 @@ from migrator.runs.selection import select_pending
 from migrator.settings import Settings, get_settings
 from migrator.vector.revisions import load_chain
 from tests.support.processes import run_migrator, worker_command
+from tests.support.s3_server import S3Server, s3_server
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_MD = ROOT / "bench" / "RESULTS.md"
 ADMIN_DSN = os.environ.get("BENCH_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 PG_PREFIX = os.environ.get("BENCH_PG_URL_PREFIX", "postgresql://postgres@127.0.0.1:5432")
-CONTROL_DB = "migrator_bench"
+CONTROL_DB = os.environ.get("BENCH_CONTROL_DB", "migrator_bench")
 VECTOR_DB = "bench_vectors"
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 WORKER_CONCURRENCY = 4
 MODES = ("sequential", "inprocess", "celery")
 SMALL_N = 40
+# The remote workload's S3-compatible server answers each request after this long, as a real
+# store a few milliseconds away would.
+S3_LATENCY_MS = float(os.environ.get("BENCH_S3_LATENCY_MS", "5"))
+S3_BUCKET = "migrator-bench"
 HEAD_VERSION = load_chain().head  # the bench runs the packaged chain
 
 
@@ -92,6 +98,7 @@ class World:
     env: dict[str, str]
     vector_dsn: str | None = None
     lancedb_root: Path | None = None
+    generation: int = 0
 
     def settings(self) -> Settings:
         os.environ.update(self.env)
@@ -111,7 +118,9 @@ def pgvector_server() -> Iterator[str]:
         yield embedded_pg.socket_dir(server)
 
 
-async def build_world(workload: str, count: int, socket_dir: str | None) -> World:
+async def build_world(
+    workload: str, count: int, socket_dir: str | None, s3: S3Server | None = None
+) -> World:
     await provision.recreate_database(ADMIN_DSN, CONTROL_DB)
     env = {
         "DATABASE_URL": f"{PG_PREFIX}/{CONTROL_DB}",
@@ -137,6 +146,12 @@ async def build_world(workload: str, count: int, socket_dir: str | None) -> Worl
         world.lancedb_root = template.parent
         provider, server_key, version = "lancedb", "local", HEAD_VERSION
         url_for = lambda dataset_id: str(template.parent / dataset_id)  # noqa: E731
+    elif workload == "remote":
+        assert s3 is not None
+        world.env.update(s3.settings_env("bench"))
+        settings = world.settings()
+        provider, server_key = "lancedb", f"s3://{s3.bucket}"
+        url_for = lambda dataset_id: f"s3://{s3.bucket}/bench/g0/{dataset_id}"  # noqa: E731
     else:
         provider, server_key, url_for = "bench-noop", "noop", lambda _: "noop://"
     async with control_plane(settings) as engine:
@@ -149,6 +164,10 @@ async def build_world(workload: str, count: int, socket_dir: str | None) -> Worl
 async def reset_world(world: World) -> None:
     async with control_plane(world.settings()) as engine:
         await provision.reset_versions(engine, HEAD_VERSION if world.workload == "steady" else None)
+        if world.workload == "remote":
+            # Each mode migrates datasets from empty: new locations, as the first run did.
+            world.generation += 1
+            await provision.move_datasets(engine, f"s3://{S3_BUCKET}/bench/g{world.generation}/")
     if world.vector_dsn:
         await provision.drop_dataset_schemas(world.vector_dsn)
     redis.Redis.from_url(REDIS_URL).flushdb()
@@ -382,7 +401,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--workload",
-        choices=("real", "orchestration", "steady"),
+        choices=("real", "orchestration", "steady", "remote"),
         action="append",
         help="repeatable; default: all three",
     )
@@ -403,7 +422,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def plan(args: argparse.Namespace) -> list[tuple[str, int, tuple[str, ...]]]:
     workloads = args.workload or ["real", "orchestration", "steady"]
-    default_counts = {"real": [500], "orchestration": [1000, 10000], "steady": [10000]}
+    default_counts = {
+        "real": [500],
+        "orchestration": [1000, 10000],
+        "steady": [10000],
+        "remote": [100],
+    }
     default_modes = {"steady": ("verify-loop", "inprocess", "celery", "check", "check-verify")}
     steps = []
     for workload in workloads:
@@ -413,13 +437,25 @@ def plan(args: argparse.Namespace) -> list[tuple[str, int, tuple[str, ...]]]:
     return steps
 
 
+@contextmanager
+def bench_s3(wanted: bool) -> Iterator[S3Server | None]:
+    """The remote workload's S3-compatible server on loopback, with S3_LATENCY_MS per request."""
+    if not wanted:
+        yield None
+        return
+    with s3_server(latency_ms=S3_LATENCY_MS, bucket=S3_BUCKET) as server:
+        yield server
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     install_noop_entry_point(Path(tempfile.mkdtemp(prefix="bench-entry-")))
     results: list[ModeResult] = []
-    with pgvector_server() as socket_dir:
-        for workload, count, modes in plan(args):
-            world = asyncio.run(build_world(workload, count, socket_dir))
+    steps = plan(args)
+    remote = any(workload == "remote" for workload, _, _ in steps)
+    with pgvector_server() as socket_dir, bench_s3(remote) as s3:
+        for workload, count, modes in steps:
+            world = asyncio.run(build_world(workload, count, socket_dir, s3))
             results += [run_mode(world, mode) for mode in modes]
             if world.lancedb_root is not None:
                 shutil.rmtree(world.lancedb_root, ignore_errors=True)

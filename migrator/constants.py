@@ -10,6 +10,10 @@ CONTROL_PLANE_RETRY_S = 0.2
 # Relational upgrade lock (PostgreSQL advisory lock id; any stable 64-bit number).
 RELATIONAL_ADVISORY_LOCK_KEY = 0x6D69677261746F72  # "migrator"
 RELATIONAL_LOCK_POLL_S = 0.25
+# Per-dataset lock of a remote LanceDB dataset on a PostgreSQL control plane: advisory lock
+# (namespace, hashtext(store URL)); the namespace keeps it apart from every other advisory lock.
+REMOTE_STORE_ADVISORY_NAMESPACE = 0x6C616E63  # "lanc"
+REMOTE_STORE_LOCK_POLL_S = 0.1
 
 # Vector schema bookkeeping inside each dataset database.
 VECTOR_VERSION_TABLE = "migrator_schema_version"

@@ -109,6 +109,26 @@ class BadDatasetURLError(MigratorError):
     exit_code = EXIT_USAGE
 
 
+class ObjectStoreSettingsError(MigratorError):
+    """Raised when the object-store settings cannot be used for a remote LanceDB dataset: a
+    plain-HTTP endpoint without VECTOR_STORE_ALLOW_HTTP, an endpoint carrying credentials, or
+    half a key pair."""
+
+
+class RemoteLockUnavailableError(MigratorError):
+    """Raised when a remote LanceDB dataset would be migrated with no lock that works across
+    machines: a SQLite control plane, off the Celery path, without SINGLE_MACHINE."""
+
+    def __init__(self, dataset_id: str) -> None:
+        super().__init__(
+            f"dataset {dataset_id}: a remote LanceDB dataset needs a lock that works across "
+            "machines; with a SQLite control plane only Celery workers (the Redis lock) migrate "
+            "it, unless SINGLE_MACHINE=true declares that every migrating process runs on this "
+            "machine (or use a PostgreSQL control plane: its advisory lock)"
+        )
+        self.dataset_id = dataset_id
+
+
 class HostNotAllowedError(BadDatasetURLError):
     """Raised when a dataset URL names a server outside VECTOR_DB_ALLOWED_HOSTS: the migrator
     would send it its credentials, so it does not connect at all."""

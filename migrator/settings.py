@@ -100,8 +100,33 @@ class Settings(BaseSettings):
     )
     vector_store_roots: str = Field(
         "",
-        description="Directories LanceDB datasets may live under, comma-separated; empty: "
-        "VECTOR_DB_URL's root.",
+        description="Directories and s3://, gs://, az:// prefixes LanceDB datasets may live "
+        "under, comma-separated; empty: VECTOR_DB_URL's root.",
+    )
+    vector_store_s3_endpoint: str = Field(
+        "",
+        description="Endpoint of an S3-compatible store for s3:// datasets (http://host:port); "
+        "empty: AWS_ENDPOINT_URL, else AWS itself.",
+    )
+    vector_store_s3_region: str = Field(
+        "", description="Region of s3:// datasets; empty: AWS_REGION / AWS_DEFAULT_REGION."
+    )
+    vector_store_s3_access_key_id: str = Field(
+        "", description="Access key for s3:// datasets; empty: the standard AWS environment."
+    )
+    vector_store_s3_secret_access_key: SecretStr = Field(
+        SecretStr(""),
+        description="Secret key for s3:// datasets; empty: the standard AWS environment.",
+    )
+    vector_store_allow_http: bool = Field(
+        False,
+        description="Allow plain-HTTP object-store endpoints (a local S3-compatible server); "
+        "off: only HTTPS.",
+    )
+    single_machine: bool = Field(
+        False,
+        description="Every process that migrates datasets runs on this one machine: with a "
+        "SQLite control plane, remote LanceDB datasets are then locked by a local file.",
     )
     query_timeout_s: float = Field(
         30.0, gt=0, description="Bound on every control-plane query and light dataset statement."
@@ -207,8 +232,14 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every secret value this process knows, for log and output redaction."""
         from migrator.urls import password_of
+        from migrator.vector.object_store import environment_secrets
 
-        found = [self.vector_db_password.get_secret_value()]
+        found = [
+            self.vector_db_password.get_secret_value(),
+            self.vector_store_s3_secret_access_key.get_secret_value(),
+            self.vector_store_s3_access_key_id,
+            *environment_secrets(),
+        ]
         found += [password_of(u.get_secret_value()) for u in (self.database_url, self.redis_url)]
         return [s for s in found if s]
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from migrator.settings import Settings, get_settings
+from tests.support.s3_server import S3Server, s3_server
 from tests.support.services import PG_ADMIN_DSN, PG_HOST_URL, pg_execute
 
 
@@ -59,3 +60,23 @@ def pg_database() -> Iterator[Callable[[], str]]:
     yield make
     for name in made:
         asyncio.run(pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', dsn=PG_ADMIN_DSN))
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    """A real S3-compatible server (moto) on a free loopback port, one bucket, per session."""
+    with s3_server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_root(s3: S3Server) -> str:
+    """A key prefix of this test's own in the session's bucket (VECTOR_STORE_ROOTS lists it
+    through ``s3.settings_env(s3_root)``)."""
+    return f"tests/{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def s3_url(s3: S3Server, s3_root: str) -> Callable[[], str]:
+    """Factory: a fresh ``s3://`` location for one LanceDB dataset under ``s3_root``."""
+    return lambda: f"s3://{s3.bucket}/{s3_root}/{uuid.uuid4().hex}"

@@ -15,6 +15,7 @@ from migrator.db import reconnecting
 from migrator.errors import AttemptsExhaustedError, DatasetBusyError, RunNotFoundError
 from migrator.locks.heartbeat import heartbeat
 from migrator.locks.redis import LockRecord, Locks, acquire_waiting, release_quietly
+from migrator.locks.remote_store import holding_cross_machine
 from migrator.locks.slots import server_slot
 from migrator.runs import store
 from migrator.runs.dataset import log_outcome, migrate_default_engine, migrate_registered
@@ -57,7 +58,10 @@ async def migrate_one(
         # and, once taken, one of PER_SERVER_CONCURRENCY slots of the dataset's server.
         with heartbeat([(lock, mine.token), (locks.run_lock(), run_id)]) as beat:
             async with server_slot(engine, settings, locks.client, dataset_id, beat):
-                return await _migrate_locked(engine, settings, run_id, dataset_id)
+                # The subtask lock works across machines: a remote LanceDB dataset needs no other
+                # lock on a SQLite control plane (migrator.locks.remote_store).
+                with holding_cross_machine(dataset_id):
+                    return await _migrate_locked(engine, settings, run_id, dataset_id)
     finally:
         release_quietly(lock, mine.token)  # Redis down now must not undo a recorded outcome
 

@@ -1,11 +1,13 @@
-"""LanceDB: the embedded default, one directory per dataset.
+"""LanceDB: the embedded default, one directory per dataset, or one object-store prefix
+(``s3://bucket/prefix``, ``gs://``, ``az://``; see ``migrator.vector.object_store``).
 
 It runs the configured revision chain (VECTOR_MIGRATIONS) through the LanceDB executor of
 ``migrator.vector.revisions``: every operation is one LanceDB commit, the revision's history row
 is written last, and a replayed operation finds its work done. Data is never read whole and
 written back: columns are added in place, indexes built beside the data.
 
-Two processes never migrate one directory at once: a lock file inside it is held throughout.
+Two processes never migrate one dataset at once: a lock file inside a local directory is held
+throughout; a remote dataset is locked across machines (``migrator.locks.remote_store``).
 """
 
 from __future__ import annotations
@@ -20,10 +22,19 @@ import lancedb
 
 from migrator.errors import BadDatasetURLError
 from migrator.locks.relational import file_lock
+from migrator.locks.remote_store import remote_store_lock
 from migrator.settings import Settings
 from migrator.urls import escape_controls, obfuscate_url
 from migrator.vector.base import DOWNGRADE, RevisionAdapter, RevisionGoal
 from migrator.vector.chain_config import configured_chain
+from migrator.vector.object_store import (
+    RemoteLocation,
+    is_remote,
+    parse_remote,
+    remote_roots,
+    require_under_remote_roots,
+    storage_options,
+)
 from migrator.vector.revisions import (
     AppliedRevisions,
     RevisionChain,
@@ -43,9 +54,9 @@ LOCK_FILE = ".migrator.lock"
 def store_roots(settings: Settings) -> list[Path]:
     """VECTOR_STORE_ROOTS' local directories (real paths), or VECTOR_DB_URL's root."""
     listed = [r.strip() for r in settings.vector_store_roots.split(",") if r.strip()]
-    local = [r.removeprefix("file://") for r in listed if "://" not in r.removeprefix("file://")]
     if not listed:
-        local = [settings.vector_db_url.removeprefix("file://")]
+        listed = [settings.vector_db_url]
+    local = [r.removeprefix("file://") for r in listed if "://" not in r.removeprefix("file://")]
     return [Path(r).expanduser().resolve() for r in local]
 
 
@@ -53,7 +64,7 @@ def require_under_roots(path: Path, settings: Settings, *, dataset: str) -> None
     """Refuse a (resolved) dataset folder that is not strictly inside a store root."""
     roots = store_roots(settings)
     if not any(path != root and path.is_relative_to(root) for root in roots):
-        shown = ", ".join(str(r) for r in roots) or "(none)"
+        shown = ", ".join(str(r) for r in roots) or "no local directory"
         raise BadDatasetURLError(
             f"dataset {dataset}: lancedb folder {escape_controls(str(path))} is outside "
             f"VECTOR_STORE_ROOTS ({shown}); symlinks are followed before this check"
@@ -65,17 +76,23 @@ class LanceDBAdapter(RevisionAdapter):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.path = Path(self.normalise_url(self.target.url)[0])
-        # A folder planted in the table by hand meets the same rule as a registered one.
-        require_under_roots(self.path, self.settings, dataset=self.target.dataset_id)
+        url = self.normalise_url(self.target.url)[0]
+        # A location planted in the table by hand meets the same rule as a registered one.
+        self.check_registration(url, self.settings, dataset=self.target.dataset_id)
+        self.remote: RemoteLocation | None = parse_remote(url) if is_remote(url) else None
+        self.path = Path(url) if self.remote is None else None
         self._db: Any = None
 
     @classmethod
     def normalise_url(cls, url: str) -> tuple[str, str]:
+        if is_remote(url):
+            location = parse_remote(url)
+            return location.url, location.server_key
         raw = url.removeprefix("file://")
         if not raw or "://" in raw:
             raise BadDatasetURLError(
-                f"lancedb URL must be a local directory path, got {obfuscate_url(url)!r}"
+                "lancedb URL must be a local directory path or an s3://, gs://, az:// "
+                f"location, got {obfuscate_url(url)!r}"
             )
         if any(unicodedata.category(c) == "Cc" for c in raw):
             raise BadDatasetURLError(
@@ -93,27 +110,42 @@ class LanceDBAdapter(RevisionAdapter):
 
     @classmethod
     def check_registration(cls, url: str, settings: Settings, *, dataset: str) -> None:
-        require_under_roots(Path(url), settings, dataset=dataset)
+        if is_remote(url):
+            remote_roots(settings)  # a bad VECTOR_STORE_ROOTS entry is named before anything
+            require_under_remote_roots(parse_remote(url), settings, dataset=dataset)
+        else:
+            require_under_roots(Path(url), settings, dataset=dataset)
 
     async def connect(self) -> None:
         await self._connect()
 
     async def _connect(self) -> Any:
         if self._db is None:
-            self.path.mkdir(parents=True, exist_ok=True)
-            self._db = await lancedb.connect_async(str(self.path))
+            if self.remote is not None:
+                self._db = await lancedb.connect_async(
+                    self.remote.url, storage_options=storage_options(self.settings, self.remote)
+                )
+            else:
+                assert self.path is not None
+                self.path.mkdir(parents=True, exist_ok=True)
+                self._db = await lancedb.connect_async(str(self.path))
         return self._db
 
     def dataset_lock(self) -> AbstractAsyncContextManager[None]:
+        if self.remote is not None:
+            return remote_store_lock(
+                self.settings, dataset_id=self.target.dataset_id, store_url=self.remote.url
+            )
+        assert self.path is not None
         return file_lock(self.path / LOCK_FILE, self.settings.dataset_timeout_s)
 
     async def current(self, chain: RevisionChain) -> str | None:
-        if not self.path.is_dir():
+        if self.path is not None and not self.path.is_dir():
             return None
         return await current_lancedb(await self._connect(), chain)
 
     async def read_stats(self) -> StoreStats:
-        if not self.path.is_dir():
+        if self.path is not None and not self.path.is_dir():
             return StoreStats(None, {}, ROWS_FROM_MANIFEST)  # read only: nothing is created
         db = await self._connect()
         chain = configured_chain(self.settings)

@@ -92,7 +92,14 @@ def test_bad_urls_providers_ids_and_names(world: World, scenario: Scenario) -> N
         (
             ("datasets", "add", "a", "--url", "s3://bucket/vectors"),
             64,
-            "FAILED: lancedb URL must be a local directory path, got 's3://bucket/vectors'",
+            "FAILED: dataset 'a': lancedb location s3://bucket/vectors is outside "
+            "VECTOR_STORE_ROOTS (no object-store prefix)",
+        ),
+        (
+            ("datasets", "add", "a", "--url", "s3://AKIAX:Hunter2-secret@bucket/vectors"),
+            64,
+            "FAILED: lancedb URL s3://... carries user info; credentials come from settings or "
+            "the store's environment, never from a dataset URL",
         ),
         (
             ("datasets", "add", "a", "--provider", "qdrant", "--url", "http://h"),

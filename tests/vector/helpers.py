@@ -15,8 +15,9 @@ import pyarrow as pa
 
 from migrator.constants import COLLECTION_NAME
 from migrator.db import control_plane
-from migrator.settings import Settings
+from migrator.settings import Settings, get_settings
 from migrator.vector.base import DatasetTarget, RevisionAdapter
+from migrator.vector.object_store import is_remote, parse_remote, storage_options
 from migrator.vector.registry import adapter_factory
 from migrator.vector.revisions.history import HISTORY_TABLE
 from tests.support.revisions import HEAD, PACKAGED
@@ -79,8 +80,17 @@ def sample_rows(count: int, dimension: int, seed: int = 7) -> list[dict[str, Any
     ]
 
 
+async def lance_connect(url: str) -> Any:
+    """A LanceDB connection to a dataset directory or ``s3://`` location, the latter opened
+    with the storage options the settings in the environment give."""
+    if not is_remote(url):
+        return await lancedb.connect_async(url)
+    options = storage_options(get_settings(), parse_remote(url))
+    return await lancedb.connect_async(url, storage_options=options)
+
+
 async def lance_write(url: str, rows: list[dict[str, Any]], dimension: int) -> None:
-    db = await lancedb.connect_async(url)
+    db = await lance_connect(url)
     try:
         table = await db.open_table(COLLECTION_NAME)
         data = [{**r, "vector": r["vector"].tolist()} for r in rows]
@@ -91,7 +101,7 @@ async def lance_write(url: str, rows: list[dict[str, Any]], dimension: int) -> N
 
 async def lance_read(url: str) -> dict[str, tuple[str | None, bytes, dict[str, Any]]]:
     """id -> (payload, the vector's float32 bytes, every other column)."""
-    db = await lancedb.connect_async(url)
+    db = await lance_connect(url)
     try:
         table = await (await db.open_table(COLLECTION_NAME)).query().to_arrow()
     finally:
@@ -104,7 +114,7 @@ async def lance_read(url: str) -> dict[str, tuple[str | None, bytes, dict[str, A
 
 
 async def lance_tables(url: str) -> dict[str, Any]:
-    db = await lancedb.connect_async(url)
+    db = await lance_connect(url)
     try:
         chunks = await db.open_table(COLLECTION_NAME)
         versions = await (await db.open_table(HISTORY_TABLE)).query().to_arrow()

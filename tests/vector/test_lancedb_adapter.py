@@ -143,8 +143,9 @@ def test_a_wait_cancelled_by_the_dataset_timeout_leaves_no_lock_behind(
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("s3://key:hunter2@bucket/ds", "lancedb URL must be a local directory path, got "),
-        ("", "lancedb URL must be a local directory path, got ''"),
+        ("s3://key:hunter2@bucket/ds", "lancedb URL s3://... carries user info"),
+        ("ftp://key:hunter2@host/ds", "lancedb URL must be a local directory path or an s3://"),
+        ("", "lancedb URL must be a local directory path or an s3://, gs://, az:// location, "),
     ],
 )
 def test_urls_that_are_not_local_directories_are_refused(url: str, message: str) -> None:

@@ -105,8 +105,8 @@ def test_one_broken_dataset_never_stops_the_others(
             ),
             await insert_raw_dataset(control, "s3", "lancedb", "s3://key:hunter2@bucket/x"): (
                 "open",
-                "BadDatasetURLError: lancedb URL must be a local directory path, got "
-                "'s3://key:***@bucket/x'",
+                "BadDatasetURLError: lancedb URL s3://... carries user info; credentials come "
+                "from settings or the store's environment, never from a dataset URL",
             ),
             await insert_raw_dataset(
                 control, "pg-pw", "pgvector", "postgresql://app:hunter2@127.0.0.1/v"

@@ -27,13 +27,19 @@ ROW_ADDRESS = "_rowaddr"
 SCRATCH_COLUMN = "migrator_backfill_value"
 
 
-def fragment_ids(table_uri: str) -> list[int]:
-    return [fragment.fragment_id for fragment in lance.dataset(table_uri).get_fragments()]
+def fragment_ids(table_uri: str, storage_options: dict[str, str] | None = None) -> list[int]:
+    dataset = lance.dataset(table_uri, storage_options=storage_options or None)
+    return [fragment.fragment_id for fragment in dataset.get_fragments()]
 
 
-def backfill_fragment(table_uri: str, fragment_id: int, backfill: Backfill) -> None:
+def backfill_fragment(
+    table_uri: str,
+    fragment_id: int,
+    backfill: Backfill,
+    storage_options: dict[str, str] | None = None,
+) -> None:
     """Compute the column for one fragment and commit it; safe to repeat."""
-    dataset = lance.dataset(table_uri)
+    dataset = lance.dataset(table_uri, storage_options=storage_options or None)
     target = dataset.schema.field(backfill.column)
     field_id = _field_id(dataset, backfill.column)
     if _shares_a_file(dataset, fragment_id, field_id):
@@ -61,6 +67,7 @@ def backfill_fragment(table_uri: str, fragment_id: int, backfill: Backfill) -> N
         table_uri,
         LanceOperation.DataReplacement([replacement]),
         read_version=dataset.version,
+        storage_options=storage_options or None,
     )
 
 

@@ -238,14 +238,16 @@ async def _index(table: Any, op: CreateIndex | DropIndex) -> None:
 
 
 async def _backfill(db: lancedb.AsyncConnection, revision: str, step: int, op: Backfill) -> None:
-    # A URI, not a Path: the root may be an object store (s3://...). Storage options for one
-    # are not passed yet; wiring adds them with VECTOR_STORE_ROOTS.
+    # A URI, not a Path: the root may be an object store (s3://...), opened with the options
+    # the connection was opened with (endpoint, credentials from settings).
     path = f"{db.uri.rstrip('/')}/{op.collection}.lance"
+    table = await db.open_table(op.collection)
+    options: dict[str, str] = dict(await table.initial_storage_options() or {})
     done = await lance_store.checkpoints(db, revision, step)
-    fragments = await asyncio.to_thread(lance_backfill.fragment_ids, path)
+    fragments = await asyncio.to_thread(lance_backfill.fragment_ids, path, options)
     for fragment_id in fragments:
         if str(fragment_id) in done:
             continue
-        await asyncio.to_thread(lance_backfill.backfill_fragment, path, fragment_id, op)
+        await asyncio.to_thread(lance_backfill.backfill_fragment, path, fragment_id, op, options)
         await lance_store.save_checkpoint(db, revision, step, str(fragment_id))
         log.debug("Backfill %s.%s: fragment %d done.", op.collection, op.column, fragment_id)
