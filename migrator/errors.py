@@ -168,6 +168,12 @@ class ControlPlaneTimeoutError(QueryTimeoutError, TimeoutError):
     ``OSError`` (the deploy hook's enqueue, the run-lock check) keeps doing so."""
 
 
+class RelationalTimeoutError(MigrationError, ControlPlaneTimeoutError):
+    """Raised when the control plane stopped answering the Alembic child process: a
+    ``MigrationError`` (it carries Alembic's output) that is also a ``ControlPlaneTimeoutError``,
+    so nobody asks that silent server to unlock or to record the failed run."""
+
+
 class DatasetNotFoundError(MigratorError):
     """Raised when a dataset id or name is not in the control plane."""
 

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrator.db import control_plane
-from migrator.errors import MigrationError
+from migrator.errors import ControlPlaneTimeoutError, MigrationError, RelationalTimeoutError
 from migrator.histories import (
     LEGACY_VERSION_TABLE,
     MIGRATOR_VERSION_TABLE,
@@ -275,6 +275,16 @@ async def _run_alembic_upgrade(history: History, settings: Settings) -> str:
             last_line,
             output,
         )
+        if last_line.startswith(_CHILD_TIMED_OUT):
+            # The child's engine (migrations/env.py) gave up on the control plane: say so as
+            # the migrator's own engine does, and type it, so the lock and the run record do
+            # not spend another timeout each on the same silent server.
+            raise RelationalTimeoutError(
+                last_line.removeprefix(_CHILD_TIMED_OUT),
+                output=output,
+                returncode=process.returncode,
+                history=history.label,
+            )
         raise MigrationError(
             f"alembic upgrade head failed (exit {process.returncode}) for {history.label}: "
             f"{last_line}",
@@ -287,6 +297,10 @@ async def _run_alembic_upgrade(history: History, settings: Settings) -> str:
 
 
 _EXCEPTION_LINE = re.compile(r"^[\w.]+(Error|Exception)\b")
+# How the child's traceback ends when its engine timed out (migrator.stalls raised it there).
+_CHILD_TIMED_OUT = (
+    f"{ControlPlaneTimeoutError.__module__}.{ControlPlaneTimeoutError.__qualname__}: "
+)
 
 
 def _last_meaningful_line(output: str) -> str:

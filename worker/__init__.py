@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
+from celery.signals import (
+    setup_logging,
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+)
 
-# The built-in adapters (LanceDB and pyarrow take seconds to import) load once in the prefork
-# parent, so no child spends a dataset's time limit on its first import.
-import migrator.vector.lancedb_adapter
-import migrator.vector.pgvector_adapter  # noqa: F401
 from migrator.logging_setup import configure_logging
 from migrator.settings import Settings, get_settings
 from worker.config import celery_config
@@ -35,6 +36,15 @@ app = create_app()
 def _configure_logging(**_: Any) -> None:
     # Connecting here stops Celery from installing its own handler: ours removes passwords.
     configure_logging(get_settings())
+
+
+@worker_init.connect
+def _load_adapters(**_: Any) -> None:
+    # The built-in adapters (LanceDB and pyarrow take seconds to import) load once in the
+    # prefork parent, so no child spends a dataset's time limit on its first import. Here and
+    # not at import: `migrator enqueue` imports this module to send a run and needs neither.
+    import migrator.vector.lancedb_adapter
+    import migrator.vector.pgvector_adapter  # noqa: F401
 
 
 @worker_process_init.connect

@@ -14,7 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrator.datasets import default_engine_target, load_target
 from migrator.db import Bind, reconnecting, transaction
-from migrator.errors import UnsupportedGoalError, VectorDatabaseUnreachableError
+from migrator.errors import (
+    ControlPlaneTimeoutError,
+    UnsupportedGoalError,
+    VectorDatabaseUnreachableError,
+)
 from migrator.runs import store
 from migrator.runs.goal import run_goal
 from migrator.runs.rollout import budget_reason
@@ -138,6 +142,10 @@ async def migrate_registered(
             await store.mark_dataset_running(conn, run_id, dataset_id, None)
             try:
                 return await load_target(conn, dataset_id), await run_goal(conn, run_id)
+            except ControlPlaneTimeoutError:
+                # The control plane stopped answering, not this dataset failing: the run
+                # fails naming it (its connection is gone, nothing here can be committed).
+                raise
             except DBAPIError as exc:
                 if exc.connection_invalidated:
                     raise  # the connection, not the dataset: tried again on a new one

@@ -117,7 +117,9 @@ class StallingProxy:
     (and never closes): on each connection once the client has logged in (after the first
     ReadyForQuery), or, with ``after_login=False``, on every connection from the moment
     ``stop_answering()`` is called (a server that stops answering mid-run, logins included).
-    ``on_connect(n)`` is called with the count of connections accepted so far."""
+    ``on_connect(n)`` is called with the count of connections accepted so far; with
+    ``stop_when_sent``, the proxy stops answering as a client sends those bytes (a statement's
+    text), so that statement is the first one left unanswered."""
 
     def __init__(
         self,
@@ -125,13 +127,16 @@ class StallingProxy:
         *,
         after_login: bool = True,
         on_connect: Callable[[int], None] | None = None,
+        stop_when_sent: bytes | None = None,
     ) -> None:
         self.target_port = target_port
         self.after_login = after_login
         self.on_connect = on_connect
+        self.stop_when_sent = stop_when_sent
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.stalled = threading.Event()
+        self.stalled_at: float | None = None  # when the first reply was swallowed
         self.stopped_at: float | None = None
         self.connections = 0
         self._stopped = threading.Event()
@@ -161,7 +166,11 @@ class StallingProxy:
         logged_in = False
         try:
             while chunk := source.recv(65536):
+                if not from_server and self.stop_when_sent and self.stop_when_sent in chunk:
+                    self.stop_answering()
                 if from_server and (self._stopped.is_set() or (logged_in and self.after_login)):
+                    if self.stalled_at is None:
+                        self.stalled_at = time.monotonic()
                     self.stalled.set()
                     continue  # swallow: the client waits for an answer that never comes
                 sink.sendall(chunk)
@@ -169,7 +178,12 @@ class StallingProxy:
                 if from_server and b"Z\x00\x00\x00\x05" in chunk:
                     logged_in = True
         except OSError:
-            pass
+            return
+        if not (from_server and (self._stopped.is_set() or (logged_in and self.after_login))):
+            # A server that still answers closes the connection after a client's goodbye (and
+            # the client after its own); one that stopped answering never says anything again.
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)
 
     def close(self) -> None:
         self.listener.close()

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -181,6 +181,17 @@ class World:
         return on_control_plane(self.settings, work)
 
     # --- servers ---------------------------------------------------------------------------
+
+    @contextmanager
+    def empty_database(self) -> Iterator[str]:
+        """An empty database on the control plane's server for the block (a control plane the
+        relational step has everything to do on), dropped after."""
+        name = f"empty_{uuid.uuid4().hex[:12]}"
+        asyncio.run(_admin_execute(self.core, f'CREATE DATABASE "{name}"'))
+        try:
+            yield name
+        finally:
+            asyncio.run(_admin_execute(self.core, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
     def vector_server(self, name: str) -> PgServer:
         """A started pgvector server on a loopback port with an empty database ``vectors``."""
