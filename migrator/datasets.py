@@ -243,7 +243,7 @@ class PlannedDataset:
 async def planned_datasets(bind: Bind, dataset_ids: Sequence[str]) -> list[PlannedDataset]:
     """The registry's view of ``dataset_ids``, in their order; one query over the registry."""
     query = sa.select(
-        dataset_databases.c.dataset_id,
+        dataset_databases.c.dataset_id.label("id"),
         dataset_databases.c.name,
         dataset_databases.c.vector_provider,
         dataset_databases.c.server_key,
