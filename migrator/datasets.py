@@ -548,6 +548,16 @@ async def apply_source(
     returned that could not be used: a known dataset among them is marked removed too, with
     the error as its ``last_error``.
     """
+    try:
+        return await _apply_source(engine, rows, refused)
+    except IntegrityError:
+        # A check and a run synced at once and the other added a dataset first: read again.
+        return await _apply_source(engine, rows, refused)
+
+
+async def _apply_source(
+    engine: AsyncEngine, rows: Sequence[SourceRow], refused: dict[str, str]
+) -> SyncCounts:
     now = utcnow()
     wanted = {row.id: row for row in rows}
     added = removed = returned = changed = 0

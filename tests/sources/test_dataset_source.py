@@ -329,3 +329,23 @@ def test_a_task_result_stays_small_with_long_source_ids() -> None:
     assert 1 <= len(data["failed_ids"]) < 10
     assert data["failed_ids_not_shown"] == 10 - len(data["failed_ids"])
     assert data["failed_ids"] == [d.dataset_id for d in failed[: len(data["failed_ids"])]]
+
+
+def test_two_syncs_at_once_agree(query_control: Settings) -> None:
+    """A scheduled check and a run may read the source at the same moment; both add the same
+    new datasets, and neither fails for it."""
+    settings = query_control
+    _tenants(settings, [tenant(f"t-{n}") for n in range(50)])
+
+    async def both() -> list[Any]:
+        from migrator.db import control_plane
+
+        async with control_plane(settings) as one, control_plane(settings) as other:
+            return list(
+                await asyncio.gather(sync_source(one, settings), sync_source(other, settings))
+            )
+
+    first, second = asyncio.run(both())
+
+    assert len(_state(settings)) == 50
+    assert not first.errors and not second.errors
