@@ -42,19 +42,9 @@ async def write_note(
     provider: str, url: str, tenant_id: str, note: VectorNote, settings: Settings
 ) -> None:
     if provider == "lancedb":
-        table = await (await lancedb.connect_async(url)).open_table(COLLECTION)
-        await table.add([asdict(note)])
-        return
-    async with _pg(url, tenant_id, settings) as (conn, table):
-        await conn.execute(
-            f"INSERT INTO {table} (id, title, body, tag, embedding) "
-            "VALUES ($1, $2, $3, $4, $5::text::vector)",
-            note.id,
-            note.title,
-            note.body,
-            note.tag,
-            _pg_vector(note.embedding),
-        )
+        await _lance_write(url, note)
+    else:
+        await _pg_write(url, tenant_id, note, settings)
 
 
 async def search_notes(
@@ -67,13 +57,41 @@ async def search_notes(
 ) -> list[Hit]:
     """The ``limit`` notes nearest ``vector`` by cosine distance, nearest first."""
     if provider == "lancedb":
-        table = await (await lancedb.connect_async(url)).open_table(COLLECTION)
-        query = table.vector_search(vector).distance_type("cosine").limit(limit)
-        rows = await query.select(["id", "title", "tag", "_distance"]).to_list()
-        return [Hit(r["id"], r["title"], r["tag"], float(r["_distance"])) for r in rows]
-    async with _pg(url, tenant_id, settings) as (conn, table):
+        return await _lance_search(url, vector, limit)
+    return await _pg_search(url, tenant_id, vector, limit, settings)
+
+
+async def _lance_write(url: str, note: VectorNote) -> None:
+    table = await (await lancedb.connect_async(url)).open_table(COLLECTION)
+    await table.add([asdict(note)])
+
+
+async def _lance_search(url: str, vector: list[float], limit: int) -> list[Hit]:
+    table = await (await lancedb.connect_async(url)).open_table(COLLECTION)
+    query = table.vector_search(vector).distance_type("cosine").limit(limit)
+    rows = await query.select(["id", "title", "tag", "_distance"]).to_list()
+    return [Hit(r["id"], r["title"], r["tag"], float(r["_distance"])) for r in rows]
+
+
+async def _pg_write(url: str, tenant_id: str, note: VectorNote, settings: Settings) -> None:
+    async with _pg(url, tenant_id, settings) as (conn, qualified):
+        await conn.execute(
+            f"INSERT INTO {qualified} (id, title, body, tag, embedding) "
+            "VALUES ($1, $2, $3, $4, $5::text::vector)",
+            note.id,
+            note.title,
+            note.body,
+            note.tag,
+            _pg_vector(note.embedding),
+        )
+
+
+async def _pg_search(
+    url: str, tenant_id: str, vector: list[float], limit: int, settings: Settings
+) -> list[Hit]:
+    async with _pg(url, tenant_id, settings) as (conn, qualified):
         rows = await conn.fetch(
-            f"SELECT id, title, tag, embedding <=> $1::text::vector AS distance FROM {table} "
+            f"SELECT id, title, tag, embedding <=> $1::text::vector AS distance FROM {qualified} "
             "ORDER BY distance LIMIT $2",
             _pg_vector(vector),
             limit,
@@ -91,8 +109,8 @@ async def _pg(
     )
     try:
         # The schema rule is the migrator's: its adapter created the collection there.
-        table = f"{quote_ident(schema_for(tenant_id, {}))}.{quote_ident(COLLECTION)}"
-        yield conn, table
+        qualified = f"{quote_ident(schema_for(tenant_id, {}))}.{quote_ident(COLLECTION)}"
+        yield conn, qualified
     finally:
         await conn.close()
 
