@@ -58,6 +58,8 @@ async def provision(
                 [
                     {
                         "dataset_id": d,
+                        "name": f"bench-{start + i}",
+                        "created_at": now,
                         "vector_provider": provider,
                         "url": url_for(d),
                         "connection_info": {},
@@ -65,7 +67,7 @@ async def provision(
                         "state": "active",
                         "server_key": server_key,
                     }
-                    for d in chunk
+                    for i, d in enumerate(chunk)
                 ],
             )
     return ids

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from migrator.errors import DatasetBehindError, MigrationError, MigratorError
+from migrator.errors import (
+    DatasetBehindError,
+    DatasetSourceError,
+    MigrationError,
+    MigratorError,
+)
 from migrator.guard import DatasetStatus, dataset_status, require_current
 from migrator.runs.inprocess import run_startup_migrations
 from migrator.runs.summary import DatasetOutcome, RunSummary
@@ -10,6 +15,7 @@ from migrator.runs.summary import DatasetOutcome, RunSummary
 __all__ = [
     "DatasetBehindError",
     "DatasetOutcome",
+    "DatasetSourceError",
     "DatasetStatus",
     "MigrationError",
     "MigratorError",

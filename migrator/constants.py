@@ -16,6 +16,12 @@ VECTOR_VERSION_TABLE = "migrator_schema_version"
 COLLECTION_NAME = "chunks"
 DEFAULT_ENGINE_ID = "default"
 
+# Dataset ids: the registry's are UUIDs; an external DATASET_SOURCE's are checked against these.
+DATASET_ID_CHARS = 255
+DATASET_ID_PATTERN = r"[A-Za-z0-9._:-]{1,255}"
+# Source errors a run record keeps (the log has every one).
+SOURCE_ERRORS_KEPT = 100
+
 # Entry point group third parties use to register vector adapters.
 ADAPTER_ENTRY_POINT_GROUP = "dataset_migrator.vector_adapters"
 

@@ -3,6 +3,11 @@
 Provision, list, find and remove datasets; read where each one lives; and keep the control
 plane's cache of each dataset's vector schema (``update_cache``, called inside the run store's
 transaction). Which datasets a run takes is ``migrator.runs.selection``'s business.
+
+``dataset_databases`` is the migrator's state of each dataset, by id. With the registry as the
+source (the default) each row has its ``datasets`` row; with an external ``DATASET_SOURCE``
+(``migrator.sources``) ``apply_source`` keeps the rows in line with what the source returns,
+and ``datasets`` is not used.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from migrator.constants import DEFAULT_ENGINE_ID
+from migrator.dataset_ids import id_problem
 from migrator.db import Bind, connection, utcnow
 from migrator.errors import DatasetNotFoundError, UsageError
 from migrator.models import dataset_databases, datasets
@@ -69,10 +75,13 @@ def validate_name(name: str) -> str:
 
 
 def validate_dataset_id(value: str) -> str:
-    try:
-        return str(uuid.UUID(value))
-    except (ValueError, AttributeError, TypeError) as exc:
-        raise UsageError(f"dataset id {value!r} is not a UUID") from exc
+    """A registry id (a UUID, canonical) or an external source's id, as it is stored."""
+    found = as_uuid(value)
+    if found is not None:
+        return found
+    if id_problem(value) is None:
+        return value
+    raise UsageError(f"dataset id {value!r} is neither a UUID nor a valid dataset id")
 
 
 async def add_dataset(
@@ -86,6 +95,8 @@ async def add_dataset(
     state: DatasetState = DatasetState.ACTIVE,
 ) -> DatasetRow:
     """Register a dataset and where its vector database lives. No credential is stored."""
+    if settings.external_source:
+        raise UsageError(EXTERNAL_SOURCE_REFUSAL.format(verb="add"))
     name = validate_name(name)
     adapter_cls = adapter_factory(provider)
     dataset_id = str(uuid.uuid4())
@@ -110,6 +121,8 @@ async def add_dataset(
             await conn.execute(
                 dataset_databases.insert().values(
                     dataset_id=dataset_id,
+                    name=name,
+                    created_at=now,
                     vector_provider=provider,
                     url=url,
                     connection_info={},
@@ -123,39 +136,65 @@ async def add_dataset(
     return DatasetRow(dataset_id, name, owner, provider, url, state, None, None, None)
 
 
+EXTERNAL_SOURCE_REFUSAL = (
+    "datasets {verb}: DATASET_SOURCE is not the registry; the application's source lists the "
+    "datasets, so {verb} the dataset there (the next run or scheduled check picks it up)"
+)
+# What ``datasets list`` shows as the owner of a dataset an external source lists.
+SOURCE_OWNER = "source"
+
+
+def is_listed() -> sa.ColumnElement[bool]:
+    """Datasets their source still lists (always every registry dataset)."""
+    return dataset_databases.c.removed_at.is_(None)
+
+
 def _select_rows() -> sa.Select[Any]:
     return sa.select(
-        datasets.c.id,
-        datasets.c.name,
-        datasets.c.owner,
+        dataset_databases.c.dataset_id.label("id"),
+        dataset_databases.c.name,
+        sa.func.coalesce(datasets.c.owner, SOURCE_OWNER).label("owner"),
         dataset_databases.c.vector_provider.label("provider"),
         dataset_databases.c.url,
         dataset_databases.c.state,
         dataset_databases.c.vector_schema_version,
         dataset_databases.c.last_migrated_at,
         dataset_databases.c.last_error,
-    ).join(dataset_databases, dataset_databases.c.dataset_id == datasets.c.id)
+    ).outerjoin(datasets, dataset_databases.c.dataset_id == datasets.c.id)
 
 
 async def list_datasets(
     engine: AsyncEngine, where: sa.ColumnElement[bool] | None = None
 ) -> list[DatasetRow]:
-    """Every dataset (or those ``where`` selects), oldest first."""
-    query = _select_rows() if where is None else _select_rows().where(where)
+    """Every dataset its source lists (and ``where`` selects), oldest first."""
+    query = _select_rows().where(is_listed())
+    if where is not None:
+        query = query.where(where)
+    order = (
+        dataset_databases.c.created_at,
+        dataset_databases.c.name,
+        dataset_databases.c.dataset_id,
+    )
     async with engine.connect() as conn:
-        rows = await conn.execute(query.order_by(datasets.c.created_at, datasets.c.name))
+        rows = await conn.execute(query.order_by(*order))
         return [DatasetRow(**row._mapping) for row in rows]
 
 
 async def find_dataset(engine: AsyncEngine, id_or_name: str) -> DatasetRow:
-    column = datasets.c.name
-    try:
-        id_or_name = str(uuid.UUID(id_or_name))
-        column = datasets.c.id
-    except ValueError:
-        pass
+    """A dataset by id (first) or name; a removed one too, so its state can be read."""
+    key = as_uuid(id_or_name) or id_or_name
     async with engine.connect() as conn:
-        row = (await conn.execute(_select_rows().where(column == id_or_name))).first()
+        row = (
+            await conn.execute(_select_rows().where(dataset_databases.c.dataset_id == key))
+        ).first()
+        if row is None:
+            row = (
+                await conn.execute(
+                    _select_rows()
+                    .where(dataset_databases.c.name == id_or_name)
+                    .order_by(dataset_databases.c.removed_at.is_not(None))
+                )
+            ).first()
     if row is None:
         raise DatasetNotFoundError(f"no dataset with id or name {id_or_name!r}")
     return DatasetRow(**row._mapping)
@@ -204,12 +243,12 @@ class PlannedDataset:
 async def planned_datasets(bind: Bind, dataset_ids: Sequence[str]) -> list[PlannedDataset]:
     """The registry's view of ``dataset_ids``, in their order; one query over the registry."""
     query = sa.select(
-        datasets.c.id,
-        datasets.c.name,
+        dataset_databases.c.dataset_id,
+        dataset_databases.c.name,
         dataset_databases.c.vector_provider,
         dataset_databases.c.server_key,
         dataset_databases.c.vector_schema_version,
-    ).join(dataset_databases, dataset_databases.c.dataset_id == datasets.c.id)
+    )
     async with connection(bind) as conn:
         found = {row.id: PlannedDataset(*row) for row in await conn.execute(query)}
     return [found[d] for d in dataset_ids if d in found]
@@ -221,7 +260,7 @@ async def quarantined_ids(bind: Bind) -> list[str]:
         return list(
             await conn.scalars(
                 sa.select(dataset_databases.c.dataset_id)
-                .where(dataset_databases.c.state == DatasetState.QUARANTINED)
+                .where(dataset_databases.c.state == DatasetState.QUARANTINED, is_listed())
                 .order_by(dataset_databases.c.dataset_id)
             )
         )
@@ -230,13 +269,16 @@ async def quarantined_ids(bind: Bind) -> list[str]:
 async def count_datasets(engine: AsyncEngine) -> int:
     async with engine.connect() as conn:
         return int(
-            await conn.scalar(sa.select(sa.func.count()).select_from(dataset_databases)) or 0
+            await conn.scalar(
+                sa.select(sa.func.count()).select_from(dataset_databases).where(is_listed())
+            )
+            or 0
         )
 
 
 async def registered_ids(bind: Bind, dataset_ids: Sequence[str]) -> list[str]:
-    """``dataset_ids`` that are registered, in the given order, each once; an id that is not a
-    UUID is a ``UsageError``."""
+    """``dataset_ids`` that are registered (and listed by their source), in the given order,
+    each once; a value that cannot be a dataset id is a ``UsageError``."""
     wanted = list(dict.fromkeys(validate_dataset_id(d) for d in dataset_ids))
     found: set[str] = set()
     async with connection(bind) as conn:
@@ -244,7 +286,8 @@ async def registered_ids(bind: Bind, dataset_ids: Sequence[str]) -> list[str]:
             found.update(
                 await conn.scalars(
                     sa.select(dataset_databases.c.dataset_id).where(
-                        dataset_databases.c.dataset_id.in_(wanted[start : start + ID_BATCH])
+                        dataset_databases.c.dataset_id.in_(wanted[start : start + ID_BATCH]),
+                        is_listed(),
                     )
                 )
             )
@@ -329,13 +372,12 @@ async def load_targets(bind: Bind, where: sa.ColumnElement[bool]) -> list[Cached
     query = (
         sa.select(
             dataset_databases.c.dataset_id,
-            datasets.c.name,
+            dataset_databases.c.name,
             dataset_databases.c.vector_provider,
             dataset_databases.c.url,
             dataset_databases.c.connection_info,
             dataset_databases.c.vector_schema_version,
         )
-        .join(datasets, datasets.c.id == dataset_databases.c.dataset_id)
         .where(where)
         .order_by(dataset_databases.c.dataset_id)
     )
@@ -361,17 +403,23 @@ async def resolve_dataset_refs(bind: Bind, refs: Sequence[str]) -> list[str]:
     async with connection(bind) as conn:
         for start in range(0, len(unique), ID_BATCH):
             batch = unique[start : start + ID_BATCH]
-            uuids = {as_uuid(ref): ref for ref in batch if as_uuid(ref)}
+            keys = {as_uuid(ref) or ref: ref for ref in batch}
             rows = await conn.execute(
-                sa.select(datasets.c.id, datasets.c.name).where(
-                    sa.or_(datasets.c.name.in_(batch), datasets.c.id.in_(list(uuids)))
+                sa.select(dataset_databases.c.dataset_id.label("id"), dataset_databases.c.name)
+                .where(
+                    sa.or_(
+                        dataset_databases.c.name.in_(batch),
+                        dataset_databases.c.dataset_id.in_(list(keys)),
+                    ),
+                    is_listed(),
                 )
+                .order_by(dataset_databases.c.created_at, dataset_databases.c.dataset_id)
             )
             for row in rows:
                 if row.name in batch:
-                    by_name[row.name] = row.id
-                if row.id in uuids:
-                    by_id[uuids[row.id]] = row.id
+                    by_name.setdefault(row.name, row.id)
+                if row.id in keys:
+                    by_id[keys[row.id]] = row.id
     for ref in unique:
         if ref in by_id and ref in by_name and by_id[ref] != by_name[ref]:
             raise UsageError(
@@ -392,7 +440,9 @@ async def resolve_dataset_refs(bind: Bind, refs: Sequence[str]) -> list[str]:
 async def dataset_name(bind: Bind, dataset_id: str) -> str | None:
     """The dataset's name; None when it is not registered."""
     async with connection(bind) as conn:
-        name = await conn.scalar(sa.select(datasets.c.name).where(datasets.c.id == dataset_id))
+        name = await conn.scalar(
+            sa.select(dataset_databases.c.name).where(dataset_databases.c.dataset_id == dataset_id)
+        )
     return str(name) if name is not None else None
 
 
@@ -402,9 +452,11 @@ async def dataset_names(bind: Bind, ids: set[str]) -> dict[str, str]:
         return {}
     async with connection(bind) as conn:
         rows = await conn.execute(
-            sa.select(datasets.c.id, datasets.c.name).where(datasets.c.id.in_(sorted(ids)))
+            sa.select(dataset_databases.c.dataset_id, dataset_databases.c.name).where(
+                dataset_databases.c.dataset_id.in_(sorted(ids))
+            )
         )
-        return {row.id: row.name for row in rows}
+        return {row.dataset_id: row.name for row in rows}
 
 
 def as_uuid(value: str) -> str | None:
@@ -456,3 +508,97 @@ async def cached_revisions(bind: Bind, dataset_ids: Sequence[str]) -> list[str |
                 )
             )
     return found
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    """One dataset as an external source lists it, checked (``migrator.sources``)."""
+
+    id: str
+    name: str
+    provider: str
+    url: str
+    connection_info: dict[str, Any]
+    server_key: str
+
+
+@dataclass(frozen=True)
+class SyncCounts:
+    """What ``apply_source`` changed: datasets added, removed, back after a removal, and
+    changed (name, provider, URL or connection info)."""
+
+    added: int = 0
+    removed: int = 0
+    returned: int = 0
+    changed: int = 0
+
+
+_SOURCE_FIELDS = ("name", "vector_provider", "url", "connection_info", "server_key")
+
+
+async def apply_source(
+    engine: AsyncEngine, rows: Sequence[SourceRow], refused: dict[str, str]
+) -> SyncCounts:
+    """Bring ``dataset_databases`` in line with an external source's rows, in one transaction.
+
+    A new id is added with no revision (pending); a known one takes the source's name and
+    location, and is listed again if it had been removed. An id the source no longer lists
+    keeps its state (revision, failures, quarantine) and is marked removed: it takes no part
+    in runs until the source lists it again. ``refused`` (id -> error) are rows the source
+    returned that could not be used: a known dataset among them is marked removed too, with
+    the error as its ``last_error``.
+    """
+    now = utcnow()
+    wanted = {row.id: row for row in rows}
+    added = removed = returned = changed = 0
+    async with engine.begin() as conn:
+        known = {
+            r.dataset_id: r
+            for r in await conn.execute(
+                sa.select(
+                    dataset_databases.c.dataset_id,
+                    dataset_databases.c.removed_at,
+                    *(dataset_databases.c[f] for f in _SOURCE_FIELDS),
+                )
+            )
+        }
+        new = [
+            {
+                "dataset_id": row.id,
+                "name": row.name,
+                "created_at": now,
+                "vector_provider": row.provider,
+                "url": row.url,
+                "connection_info": row.connection_info,
+                "server_key": row.server_key,
+                "vector_schema_version": None,
+                "state": DatasetState.ACTIVE,
+            }
+            for row in rows
+            if row.id not in known
+        ]
+        for start in range(0, len(new), ID_BATCH):
+            await conn.execute(dataset_databases.insert(), new[start : start + ID_BATCH])
+        added = len(new)
+        for dataset_id, old in known.items():
+            this = dataset_databases.c.dataset_id == dataset_id
+            row = wanted.get(dataset_id)
+            if row is None:
+                if old.removed_at is None:
+                    removed += 1
+                    values: dict[str, Any] = {"removed_at": now}
+                    if dataset_id in refused:
+                        values["last_error"] = f"dataset source: {refused[dataset_id]}"
+                    await conn.execute(dataset_databases.update().where(this).values(**values))
+                continue
+            fresh = (row.name, row.provider, row.url, row.connection_info, row.server_key)
+            differs = tuple(getattr(old, f) for f in _SOURCE_FIELDS) != fresh
+            if differs or old.removed_at is not None:
+                returned += old.removed_at is not None
+                changed += differs
+                await conn.execute(
+                    dataset_databases.update()
+                    .where(this)
+                    .values(dict(zip(_SOURCE_FIELDS, fresh, strict=True)), removed_at=None)
+                )
+    return SyncCounts(added, removed, returned, changed)

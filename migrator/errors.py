@@ -109,6 +109,19 @@ class BadDatasetURLError(MigratorError):
     exit_code = EXIT_USAGE
 
 
+class DatasetSourceError(MigratorError):
+    """Raised when DATASET_SOURCE cannot be read as a whole: the setting is malformed, the
+    query or function failed, or the query's columns are not the ones expected (``missing``
+    and ``unknown`` name them). No dataset is touched; a bad row fails only that row."""
+
+    def __init__(
+        self, message: str, *, missing: list[str] | None = None, unknown: list[str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.missing = missing or []
+        self.unknown = unknown or []
+
+
 class HostNotAllowedError(BadDatasetURLError):
     """Raised when a dataset URL names a server outside VECTOR_DB_ALLOWED_HOSTS: the migrator
     would send it its credentials, so it does not connect at all."""

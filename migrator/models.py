@@ -6,6 +6,7 @@ from enum import StrEnum
 
 import sqlalchemy as sa
 
+from migrator.constants import DATASET_ID_CHARS
 from migrator.states import DatasetState, DatasetStatus, RunStatus, Trigger, sql_values
 
 metadata = sa.MetaData(
@@ -39,10 +40,13 @@ datasets = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# The migrator's state of each dataset, by id: the registry's datasets, or an external
+# DATASET_SOURCE's (which have no row in ``datasets``; hence no foreign key).
 dataset_databases = sa.Table(
     "dataset_databases",
     metadata,
-    _parent_key("dataset_id", "datasets"),
+    sa.Column("dataset_id", sa.String(DATASET_ID_CHARS), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
     sa.Column("vector_provider", sa.String(64), nullable=False),
     sa.Column("url", sa.Text(), nullable=False),
     sa.Column("connection_info", sa.JSON(), nullable=False),
@@ -53,6 +57,10 @@ dataset_databases = sa.Table(
     sa.Column("last_error", sa.Text(), nullable=True),
     sa.Column("server_key", sa.String(255), nullable=False, server_default=""),
     sa.Column("migration_failures", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # Set while the dataset source no longer returns the dataset: its state is kept, it takes
+    # no part in runs; cleared when the source returns it again.
+    sa.Column("removed_at", sa.DateTime(timezone=True), nullable=True),
     _check_in("state", DatasetState),
     sa.Index("ix_dataset_databases_version_state", "vector_schema_version", "state"),
 )
@@ -88,7 +96,7 @@ migration_run_datasets = sa.Table(
     metadata,
     _parent_key("run_id", "migration_runs"),
     # No foreign key to datasets: history outlives a removed dataset.
-    sa.Column("dataset_id", sa.String(36), primary_key=True),
+    sa.Column("dataset_id", sa.String(DATASET_ID_CHARS), primary_key=True),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("version_before", sa.String(255), nullable=True),
     sa.Column("version_after", sa.String(255), nullable=True),

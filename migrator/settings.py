@@ -103,6 +103,11 @@ class Settings(BaseSettings):
         description="Directories LanceDB datasets may live under, comma-separated; empty: "
         "VECTOR_DB_URL's root.",
     )
+    dataset_source: str = Field(
+        "registry",
+        description="Where datasets come from: 'registry', 'query:<SQL SELECT>' (run read-only "
+        "on the control plane) or 'function:<module.path>:<attribute>'.",
+    )
     query_timeout_s: float = Field(
         30.0, gt=0, description="Bound on every control-plane query and light dataset statement."
     )
@@ -179,6 +184,17 @@ class Settings(BaseSettings):
             parse_share(value, "MAX_FAILURES")  # a bad value is refused at start, naming it
         return value
 
+    @field_validator("dataset_source")
+    @classmethod
+    def _dataset_source(cls, value: str) -> str:
+        kind, _, rest = value.strip().partition(":")
+        if value.strip() == "registry" or (kind in ("query", "function") and rest.strip()):
+            return value.strip()
+        raise ValueError(
+            "DATASET_SOURCE must be 'registry', 'query:<SQL SELECT>' or "
+            "'function:<module.path>:<attribute>'"
+        )
+
     @field_validator("database_url", mode="before")
     @classmethod
     def _async_driver(cls, value: object) -> object:
@@ -201,6 +217,11 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.get_secret_value().startswith("sqlite")
+
+    @property
+    def external_source(self) -> bool:
+        """True when datasets come from the application (a query or a function)."""
+        return self.dataset_source != "registry"
 
     def secrets(self) -> list[str]:
         """Every secret value this process knows, for log and output redaction."""

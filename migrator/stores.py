@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from migrator.errors import BadDatasetURLError
-from migrator.models import dataset_databases, datasets
+from migrator.models import dataset_databases
 
 # Providers whose URL is the store itself (a folder per dataset); others share a URL (a database)
 # and tell datasets apart by schema.
@@ -32,21 +32,17 @@ async def other_owner(
     planted by hand), the first registered keeps it: a planted row cannot take a store away."""
     if provider not in URL_IS_STORE and schema is None:
         return None
-    query = (
-        sa.select(dataset_databases.c.dataset_id, dataset_databases.c.connection_info)
-        .join(datasets, datasets.c.id == dataset_databases.c.dataset_id)
-        .where(dataset_databases.c.vector_provider == provider, dataset_databases.c.url == url)
+    dd = dataset_databases
+    query = sa.select(dd.c.dataset_id, dd.c.connection_info).where(
+        dd.c.vector_provider == provider, dd.c.url == url
     )
     if dataset_id is not None:
-        mine = sa.select(datasets.c.created_at).where(datasets.c.id == dataset_id)
+        mine = sa.select(dd.c.created_at).where(dd.c.dataset_id == dataset_id).scalar_subquery()
         query = query.where(
-            dataset_databases.c.dataset_id != dataset_id,
+            dd.c.dataset_id != dataset_id,
             sa.or_(
-                datasets.c.created_at < mine.scalar_subquery(),
-                sa.and_(
-                    datasets.c.created_at == mine.scalar_subquery(),
-                    datasets.c.id < dataset_id,
-                ),
+                dd.c.created_at < mine,
+                sa.and_(dd.c.created_at == mine, dd.c.dataset_id < dataset_id),
             ),
         )
     for row in await conn.execute(query):

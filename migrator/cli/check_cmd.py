@@ -17,7 +17,8 @@ def register(commands: Any) -> None:
         description="Run the scheduled check once in this process and report; nothing is "
         "migrated or enqueued (stale runs are marked failed, as the scheduled check does). "
         "Needs Redis for the run lock. Exit 0 when nothing needs a run, 2 when something does, "
-        "a dataset could not be read, or one is quarantined.",
+        "a dataset could not be read, one is quarantined, or the dataset source returned rows "
+        "it refused (or could not be read).",
     )
     verify = parser.add_mutually_exclusive_group()
     verify.add_argument(
@@ -59,10 +60,19 @@ def check_command(args: argparse.Namespace, settings: Settings) -> int:
         print(f"control plane: {data['relational_current']} (head {data['relational_head']})")
         for key in LISTS:
             print(f"{key}: {data[f'{key}_count']}  {', '.join(report.labels(key))}".rstrip())
+        if report.source_error:
+            print(f"dataset source: {report.source_error}")
         print(
             f"stale runs failed: {len(report.stale_runs)}; run in progress: "
             f"{report.run_in_progress or 'none'}"
         )
-    # An unreadable or quarantined dataset is not "all well" even though no run would fix it.
-    attention = report.needs_run or report.unreadable or report.quarantined
+    # An unreadable or quarantined dataset, or a refused source row, is not "all well" even
+    # though no run would fix it.
+    attention = (
+        report.needs_run
+        or report.unreadable
+        or report.quarantined
+        or report.source_refused
+        or report.source_error
+    )
     return EXIT_PARTIAL if attention else EXIT_OK

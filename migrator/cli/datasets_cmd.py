@@ -1,12 +1,16 @@
-"""``migrator datasets add|list|remove``: provision dataset databases in the control plane."""
+"""``migrator datasets add|list|remove``: provision dataset databases in the control plane.
+
+With an external DATASET_SOURCE, ``list`` reads the source (and records it, as a run does) and
+``add``/``remove`` refuse: the application's source owns the list."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from migrator.cli.output import print_json, print_table
-from migrator.errors import EXIT_OK
+from migrator.errors import EXIT_OK, UsageError
 from migrator.settings import Settings
 
 
@@ -35,7 +39,13 @@ def register(commands: Any) -> None:
     add.add_argument("--json", action="store_true", help="print JSON")
     add.set_defaults(handler=add_command)
 
-    listing = verbs.add_parser("list", help="list datasets", description="List datasets.")
+    listing = verbs.add_parser(
+        "list",
+        help="list datasets",
+        description="List datasets. With an external DATASET_SOURCE: the datasets it returns "
+        "now, with the migrator's state of each (the source is synced first, as a run does); "
+        "refused rows are printed on stderr.",
+    )
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(handler=list_command)
 
@@ -58,10 +68,18 @@ def register(commands: Any) -> None:
     release.set_defaults(handler=release_command)
 
 
+def _refuse_external(settings: Settings, verb: str) -> None:
+    from migrator.datasets import EXTERNAL_SOURCE_REFUSAL
+
+    if settings.external_source:
+        raise UsageError(EXTERNAL_SOURCE_REFUSAL.format(verb=verb))
+
+
 def add_command(args: argparse.Namespace, settings: Settings) -> int:
     from migrator.cli import on_control_plane
     from migrator.datasets import add_dataset
 
+    _refuse_external(settings, "add")
     row = on_control_plane(
         settings,
         lambda engine: add_dataset(
@@ -78,9 +96,19 @@ def add_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def list_command(args: argparse.Namespace, settings: Settings) -> int:
     from migrator.cli import on_control_plane
-    from migrator.datasets import list_datasets
+    from migrator.datasets import DatasetRow, list_datasets
+    from migrator.sources import SourceSync, sync_source
 
-    rows = [r.to_dict() for r in on_control_plane(settings, list_datasets, upgrade_first=True)]
+    async def synced_list(engine: Any) -> tuple[SourceSync | None, list[DatasetRow]]:
+        return await sync_source(engine, settings), await list_datasets(engine)
+
+    synced, found = on_control_plane(settings, synced_list, upgrade_first=True)
+    rows = [r.to_dict() for r in found]
+    for error in synced.errors if synced else []:
+        print(
+            f"refused source row {error.row} (id {error.dataset_id}): {error.error}",
+            file=sys.stderr,
+        )
     if args.json:
         print_json(rows)
     else:
@@ -94,6 +122,7 @@ def remove_command(args: argparse.Namespace, settings: Settings) -> int:
     from migrator.cli import on_control_plane
     from migrator.datasets import remove_dataset
 
+    _refuse_external(settings, "remove")
     row = on_control_plane(settings, lambda engine: remove_dataset(engine, args.dataset))
     url = row.to_dict()["url"]
     print(f"removed dataset {row.id} {row.name!r}; its vector database at {url} was kept")

@@ -47,7 +47,15 @@ def print_summary(summary: RunSummary, stream: TextIO | None = None) -> None:
             f"  ... and {len(failed) - MAX_FAILED_SHOWN} more (migrator status RUN_ID --json)",
             file=out,
         )
-    if c.get("total", 0) == 0 and not summary.error:
+    for error in summary.source_errors[:MAX_FAILED_SHOWN]:
+        print(
+            f"  refused source row {error.get('row')} (id {error.get('dataset_id')}): "
+            f"{escape_controls(str(error.get('error')))}",
+            file=out,
+        )
+    if len(summary.source_errors) > MAX_FAILED_SHOWN:
+        print(f"  ... and {len(summary.source_errors) - MAX_FAILED_SHOWN} more refused", file=out)
+    if c.get("total", 0) == 0 and not summary.error and not summary.source_errors:
         print("  nothing pending: every dataset database is at head", file=out)
 
 

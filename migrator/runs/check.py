@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from migrator.constants import CHECK_IDS_SHOWN
 from migrator.datasets import dataset_names, load_targets, quarantined_ids
 from migrator.db import utcnow
+from migrator.errors import DatasetSourceError
 from migrator.locks.heartbeat import heartbeat
 from migrator.locks.redis import LockRecord, Locks
 from migrator.relational import alembic_config, current_revision, head_revision
@@ -29,6 +30,7 @@ from migrator.runs.store import last_finished_at
 from migrator.runs.summary import dataset_label, quoted_name
 from migrator.runs.trigger import claim_run, recover_stale_runs
 from migrator.settings import Settings
+from migrator.sources import sync_source
 from migrator.states import Trigger
 from migrator.vector.base import DatasetTarget
 from migrator.vector.chain_config import as_revision, configured_head
@@ -37,7 +39,7 @@ from migrator.vector.registry import adapter_factory
 log = logging.getLogger(__name__)
 
 # The id lists a report holds; each is shown cut to CHECK_IDS_SHOWN with its count.
-LISTS = ("pending", "drifted", "unreadable", "quarantined")
+LISTS = ("pending", "drifted", "unreadable", "quarantined", "source_refused")
 
 
 @dataclass
@@ -55,6 +57,9 @@ class CheckReport:
     drifted: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
     quarantined: list[str] = field(default_factory=list)
+    # Rows of an external DATASET_SOURCE that were refused (by id), or why it could not be read.
+    source_refused: list[str] = field(default_factory=list)
+    source_error: str | None = None
     stale_runs: list[str] = field(default_factory=list)
     run_in_progress: str | None = None
     action: str = "report"
@@ -93,6 +98,7 @@ class CheckReport:
             "run_in_progress": self.run_in_progress,
             "action": self.action,
             "enqueued_run": self.enqueued_run,
+            "source_error": self.source_error,
         }
         for key in LISTS:
             ids: list[str] = getattr(self, key)
@@ -168,6 +174,8 @@ async def inspect(
     holder = locks.run_lock().holder()
     report.run_in_progress = holder.run_id if holder else None
     if settings.enable_backend_access_control:
+        if not report.relational_behind:  # an older control plane has no room for its state
+            await _sync_source(engine, settings, report)
         head = configured_head(settings)
         report.pending = await pending_ids(engine, head)
         if settings.migration_check_verify if verify is None else verify:
@@ -176,6 +184,18 @@ async def inspect(
         shown = {i for key in LISTS for i in report.shown_ids(key)}
         report.names = await dataset_names(engine, shown)
     return report
+
+
+async def _sync_source(engine: AsyncEngine, settings: Settings, report: CheckReport) -> None:
+    """Pick up datasets the application added or removed since the last run or check."""
+    try:
+        synced = await sync_source(engine, settings)
+    except DatasetSourceError as exc:
+        report.source_error = str(exc)
+        log.error("Scheduled check: %s", exc)
+        return
+    if synced is not None:
+        report.source_refused = [e.dataset_id for e in synced.errors]
 
 
 class _Unreadable:
@@ -243,7 +263,13 @@ async def _close_quietly(adapter: Any) -> None:
 
 def log_report(report: CheckReport) -> None:
     """One summary line; one more naming the drifted datasets (they need a person's look)."""
-    attention = report.needs_run or report.stale_runs or report.quarantined
+    attention = (
+        report.needs_run
+        or report.stale_runs
+        or report.quarantined
+        or report.source_refused
+        or report.source_error
+    )
     level = logging.WARNING if attention else logging.INFO
     log.log(
         level,
@@ -267,6 +293,12 @@ def log_report(report: CheckReport) -> None:
             "Scheduled check: quarantined dataset(s) (left out of runs until `migrator datasets "
             "release`): %s",
             ", ".join(report.labels("quarantined")),
+        )
+    if report.source_refused:
+        log.warning(
+            "Scheduled check: the dataset source returned %d row(s) that were refused: %s",
+            len(report.source_refused),
+            ", ".join(report.shown_ids("source_refused")),
         )
     if report.drifted:
         log.warning(

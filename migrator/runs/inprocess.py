@@ -30,6 +30,7 @@ from migrator.runs.stages import (
 )
 from migrator.runs.summary import DatasetOutcome, RunSummary, describe_error, log_summary
 from migrator.settings import Settings, get_settings
+from migrator.sources import sync_for_run
 from migrator.states import RunStatus, Trigger
 
 log = logging.getLogger(__name__)
@@ -78,9 +79,14 @@ async def run_startup_migrations(
     the relational revision before and after, each dataset's outcome, counts and duration.
     The same run is recorded in the control plane.
 
+    With an external ``DATASET_SOURCE`` the source is read first: new datasets are added,
+    missing ones marked removed, refused rows listed in ``source_errors`` (the run is then
+    ``partial`` at best).
+
     Raises ``FileNotFoundError`` when alembic.ini or the migrations folder is missing,
-    ``MigrationError`` when Alembic fails, and a ``RevisionError`` when the vector revision
-    folder is not one clean chain or ``to_revision`` is not in it; in each case no dataset is
+    ``MigrationError`` when Alembic fails, a ``RevisionError`` when the vector revision
+    folder is not one clean chain or ``to_revision`` is not in it, and ``DatasetSourceError``
+    when the dataset source cannot be read; in each case no dataset is
     touched, and the error
     carries ``run_id`` when the failed run could be recorded. One dataset's failure is recorded
     in the summary and never stops the others.
@@ -104,6 +110,13 @@ async def run_startup_migrations(
     async with control_plane(settings) as engine:
         if prepare is not None:
             await prepare(engine)
+        try:
+            source = await sync_for_run(engine, settings)
+        except Exception as exc:
+            await _record_early_failure(
+                settings, trigger, requested_by, started_at, exc, "dataset source"
+            )
+            raise
         rollout = await resolve_canaries(engine, rollout)
         if not settings.enable_backend_access_control:
             pending = []
@@ -137,6 +150,7 @@ async def run_startup_migrations(
                 "retry_of": retry_of,
                 **goal_options(goal),
                 **staging,
+                **source,
             },
         )
         log.info(

@@ -23,6 +23,7 @@ from migrator.runs.selection import select_datasets
 from migrator.runs.stages import resolve_canaries, rollout_options, with_default_budget
 from migrator.runs.summary import RunSummary, describe_error, log_summary
 from migrator.settings import Settings
+from migrator.sources import sync_for_run
 from migrator.states import FINAL_STATUSES, OPEN_STATUSES, RunStatus
 from migrator.vector.base import RevisionGoal
 
@@ -83,11 +84,13 @@ async def _plan_run(
             return await _resume(engine, existing)
         # The chain is loaded here: a bad folder fails the run before any dataset is touched.
         goal = plan_goal(settings, request.to_revision, downgrade=request.downgrade)
+        source = await sync_for_run(engine, settings)
         dataset_ids = await select_datasets(engine, settings, request, goal)
         await refuse_blocked_downgrade(engine, settings, goal, dataset_ids)
         rollout = with_default_budget(await resolve_canaries(engine, request.rollout), settings)
         stages = rollout.stages(dataset_ids)
         staging = rollout_options(rollout, rollout.budget(len(dataset_ids)), len(stages))
+        staging |= source
         await _create_run(engine, request, started_at, task_id, relational, staging, goal)
         await store.add_run_datasets(engine, request.run_id, dataset_ids, stage_of(stages))
     except Exception as exc:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrator.constants import DEFAULT_ENGINE_ID
-from migrator.datasets import registered_ids, resolve_dataset_refs
+from migrator.datasets import is_listed, registered_ids, resolve_dataset_refs
 from migrator.errors import DatasetNotFoundError
 from migrator.models import dataset_databases
 from migrator.runs import store
@@ -25,8 +25,8 @@ MISSING_IDS_SHOWN = 5
 
 
 def is_active() -> sa.ColumnElement[bool]:
-    """Datasets that take part in runs."""
-    return dataset_databases.c.state == DatasetState.ACTIVE
+    """Datasets that take part in runs: active, and listed by their source."""
+    return sa.and_(dataset_databases.c.state == DatasetState.ACTIVE, is_listed())
 
 
 def _at(target: str | None) -> sa.ColumnElement[bool]:

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from migrator.datasets import update_cache
 from migrator.db import Bind, aware, connection, iso, transaction, utcnow
 from migrator.errors import ControlPlaneNotReadyError, RunNotFoundError
-from migrator.models import datasets, migration_run_datasets, migration_runs
+from migrator.models import dataset_databases, migration_run_datasets, migration_runs
 from migrator.runs.summary import DatasetOutcome, RunSummary
 from migrator.states import (
     FINAL_STATUSES,
@@ -125,6 +125,8 @@ async def close_run(engine: AsyncEngine, run_id: str) -> RunSummary:
     """Aggregate the run's dataset rows into its final status and counts; returns the run."""
     counts = await dataset_counts(engine, run_id)
     status = final_status(counts)
+    if status == RunStatus.SUCCEEDED and (await run_options(engine, run_id)).get("source_errors"):
+        status = RunStatus.PARTIAL  # rows of the dataset source were refused: not all is well
     error = await _halt_reason(engine, run_id) if status == RunStatus.HALTED else None
     async with engine.begin() as conn:
         await conn.execute(
@@ -353,8 +355,8 @@ async def get_run(
             raise RunNotFoundError(f"no migration run with id {run_id!r}")
         # Outer join: a dataset removed since the run still has its row, shown by id alone.
         query = (
-            sa.select(rows, datasets.c.name)
-            .outerjoin(datasets, datasets.c.id == rows.c.dataset_id)
+            sa.select(rows, dataset_databases.c.name)
+            .outerjoin(dataset_databases, dataset_databases.c.dataset_id == rows.c.dataset_id)
             .where(rows.c.run_id == run_id)
         )
         if dataset_statuses is not None:
@@ -377,6 +379,7 @@ async def get_run(
         started_at=iso(started),
         finished_at=iso(finished),
         error=run.error,
+        source_errors=list((run.options or {}).get("source_errors") or []),
     )
 
 

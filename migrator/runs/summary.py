@@ -86,7 +86,10 @@ class RunSummary:
     succeeded, partial or failed once finished); ``relational_before`` and ``relational_after``,
     the control plane's Alembic revisions; ``counts`` by dataset status plus ``total``;
     ``datasets``, the ``DatasetOutcome`` of each dataset loaded; ``duration_s``; ``started_at``
-    and ``finished_at`` (ISO 8601, UTC); ``error``, why the run failed as a whole.
+    and ``finished_at`` (ISO 8601, UTC); ``error``, why the run failed as a whole;
+    ``source_errors``, the rows an external DATASET_SOURCE returned that were refused (each
+    ``dataset_id``, ``row``, ``error``; the first SOURCE_ERRORS_KEPT), which make a run that
+    migrated everything else ``partial``.
     """
 
     run_id: str
@@ -100,6 +103,7 @@ class RunSummary:
     started_at: str | None = None
     finished_at: str | None = None
     error: str | None = None
+    source_errors: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self, *, datasets: Literal["all", "failed"] = "all") -> dict[str, Any]:
         """The summary as JSON types; ``datasets='failed'`` keeps only the outcomes that need
@@ -143,6 +147,13 @@ def log_summary(summary: RunSummary) -> None:
         summary.duration_s,
         f" ({summary.error})" if summary.status == RunStatus.HALTED else "",
     )
+    if summary.source_errors:
+        log.error(
+            "Run %s: the dataset source returned %d row(s) that were refused: %s",
+            summary.run_id,
+            len(summary.source_errors),
+            "; ".join(f"{e['dataset_id']}: {e['error']}" for e in summary.source_errors[:5]),
+        )
 
 
 _OUTCOME_FIELDS = {f.name for f in fields(DatasetOutcome)}
@@ -167,6 +178,10 @@ def summary_result(summary: RunSummary, *, busy_run_id: str | None = None) -> di
     data = summary.to_dict(datasets="failed")
     failed = [d for d in summary.datasets if d.finished_badly]
     data["datasets"] = []
+    # The rows are in the run record; a result stays small.
+    data["source_errors"] = []
+    if summary.source_errors:
+        data["source_error_count"] = len(summary.source_errors)
     data["failed_ids"] = [d.dataset_id for d in failed[:RESULT_FAILED_IDS_MAX]]
     if len(failed) > RESULT_FAILED_IDS_MAX:
         data["failed_ids_not_shown"] = len(failed) - RESULT_FAILED_IDS_MAX
@@ -200,4 +215,5 @@ def summary_from_result(data: dict[str, Any]) -> RunSummary:
         started_at=data.get("started_at"),
         finished_at=data.get("finished_at"),
         error=data.get("error"),
+        source_errors=list(data.get("source_errors") or []),
     )

@@ -1,9 +1,9 @@
 """pgvector: PostgreSQL through asyncpg, one schema per dataset.
 
 The dataset's URL names the server and database (``postgresql://host:port/dbname``, or
-``postgresql:///dbname?host=/socket/dir``); the schema is ``ds_<dataset uuid hex>`` unless the
-dataset's connection info names one. Credentials never live in the URL: they come from
-VECTOR_DB_USERNAME and VECTOR_DB_PASSWORD.
+``postgresql:///dbname?host=/socket/dir``); the schema is ``ds_<dataset uuid hex>`` (for an
+id that is no UUID, ``ds_h<hash>``) unless the dataset's connection info names one.
+Credentials never live in the URL: they come from VECTOR_DB_USERNAME and VECTOR_DB_PASSWORD.
 
 It runs the configured revision chain (VECTOR_MIGRATIONS) through the pgvector executor of
 ``migrator.vector.revisions``: transactional DDL commits together with its history rows, a
@@ -17,7 +17,6 @@ import asyncio
 import logging
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 import asyncpg
 from sqlalchemy.engine import make_url
 
+from migrator.dataset_ids import schema_key
 from migrator.errors import (
     BadDatasetURLError,
     InsecureAuthenticationError,
@@ -195,14 +195,13 @@ def _is_control_plane(address: ServerAddress, settings: Settings) -> bool:
 
 
 def schema_for(dataset_id: str, connection_info: Any) -> str:
-    """The dataset's schema: the one its connection info names, else ``ds_`` + its id.
+    """The dataset's schema: the one its connection info names, else ``ds_`` + its id's key
+    (``migrator.dataset_ids``).
 
     A named schema is the migrator's own: never a system schema (``public``,
     ``information_schema``, ``pg_*``) and never another dataset's ``ds_`` name."""
-    try:
-        derived = SCHEMA_PREFIX + uuid.UUID(dataset_id).hex
-    except ValueError:
-        derived = SCHEMA_PREFIX + dataset_id  # the single-user default engine, "default"
+    # A UUID's hex, "default" (the single-user engine) or a hash of any other id.
+    derived = SCHEMA_PREFIX + schema_key(dataset_id)
     named = (connection_info or {}).get("schema")
     if named is not None:
         if not isinstance(named, str) or not IDENTIFIER.fullmatch(named):

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from migrator.cli import main
 from migrator.datasets import add_dataset
 from migrator.db import control_plane
-from migrator.models import datasets
+from migrator.models import dataset_databases, datasets
 from migrator.relational import upgrade_to_head
 from migrator.settings import Settings
 
@@ -34,7 +34,13 @@ async def _add(settings: Settings, name: str, url: str | None = None) -> str:
 
 async def _rename(settings: Settings, dataset_id: str, name: str) -> None:
     async with control_plane(settings) as engine, engine.begin() as conn:
+        # The name is shown from the migrator's per-dataset state (what a source would list).
         await conn.execute(datasets.update().where(datasets.c.id == dataset_id).values(name=name))
+        await conn.execute(
+            dataset_databases.update()
+            .where(dataset_databases.c.dataset_id == dataset_id)
+            .values(name=name)
+        )
 
 
 @pytest.fixture

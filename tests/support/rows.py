@@ -120,6 +120,8 @@ async def insert_raw(engine: AsyncEngine, rows: Iterable[RawDataset]) -> list[st
             [
                 {
                     "dataset_id": r.id,
+                    "name": r.name,
+                    "created_at": now,
                     "vector_provider": r.provider,
                     "url": r.url,
                     "connection_info": {},
