@@ -16,7 +16,7 @@ import asyncpg
 import lancedb
 
 from migrator.settings import Settings
-from migrator.vector.pgvector_adapter import quote_ident, schema_for
+from migrator.vector.pgvector_adapter import parse_url, quote_ident, schema_for
 
 COLLECTION = "notes"
 
@@ -103,9 +103,15 @@ async def _pg_search(
 async def _pg(
     url: str, tenant_id: str, settings: Settings
 ) -> AsyncIterator[tuple[asyncpg.Connection, str]]:
-    password = settings.vector_db_password.get_secret_value() or None
+    # The migrator's reading of the URL (a unix socket directory in ?host= included), so the
+    # application connects where the migrator migrated.
+    address = parse_url(url)
     conn: asyncpg.Connection = await asyncpg.connect(
-        url, user=settings.vector_db_username, password=password
+        host=address.host,
+        port=address.port,
+        database=address.database,
+        user=settings.vector_db_username,
+        password=settings.vector_db_password.get_secret_value() or None,
     )
     try:
         # The schema rule is the migrator's: its adapter created the collection there.

@@ -14,6 +14,7 @@ import lancedb
 import pytest
 
 from migrator import DatasetBehindError, run_startup_migrations
+from migrator.errors import DatasetNotFoundError
 from migrator.relational import upgrade_to_head
 from migrator.settings import Settings
 from tests.support.environment import PROJECT_ROOT
@@ -74,6 +75,9 @@ def test_the_notes_app_takes_over_a_control_plane_that_has_history(
         create_tenant(settings, "globex", "pgvector", tenant_db()),
     ]
     old_ids = {old_lance.id, old_pg.id}
+    # No run has read the new tenant from the source yet: the guard knows nothing of it.
+    with pytest.raises(DatasetNotFoundError):
+        add_note(settings, tenants[2].id, "refused", "no store yet")
 
     partway = asyncio.run(run_startup_migrations(settings=settings, to_revision=NOTES_COLLECTION))
     assert (partway.status, partway.counts["succeeded"]) == ("succeeded", 4)
@@ -95,7 +99,8 @@ def test_the_notes_app_takes_over_a_control_plane_that_has_history(
             settings, tenant.id, f"{tenant.name} launch", "rocket countdown", tag="work"
         )
     for tenant in tenants:
-        hits = search(settings, tenant.id, "rocket countdown")
+        # The note's own words: its vector, at distance 0 whatever the hashing collides.
+        hits = search(settings, tenant.id, f"{tenant.name} launch rocket countdown")
         assert [h.tag for h in hits] == ["work", "home"]
         assert hits[0].id == written[tenant.id]
 
