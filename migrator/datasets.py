@@ -599,6 +599,6 @@ async def apply_source(
                 await conn.execute(
                     dataset_databases.update()
                     .where(this)
-                    .values(dict(zip(_SOURCE_FIELDS, fresh, strict=True)), removed_at=None)
+                    .values({**dict(zip(_SOURCE_FIELDS, fresh, strict=True)), "removed_at": None})
                 )
     return SyncCounts(added, removed, returned, changed)
