@@ -243,7 +243,7 @@ class PlannedDataset:
 async def planned_datasets(bind: Bind, dataset_ids: Sequence[str]) -> list[PlannedDataset]:
     """The registry's view of ``dataset_ids``, in their order; one query over the registry."""
     query = sa.select(
-        dataset_databases.c.dataset_id,
+        dataset_databases.c.dataset_id.label("id"),
         dataset_databases.c.name,
         dataset_databases.c.vector_provider,
         dataset_databases.c.server_key,
@@ -548,6 +548,16 @@ async def apply_source(
     returned that could not be used: a known dataset among them is marked removed too, with
     the error as its ``last_error``.
     """
+    try:
+        return await _apply_source(engine, rows, refused)
+    except IntegrityError:
+        # A check and a run synced at once and the other added a dataset first: read again.
+        return await _apply_source(engine, rows, refused)
+
+
+async def _apply_source(
+    engine: AsyncEngine, rows: Sequence[SourceRow], refused: dict[str, str]
+) -> SyncCounts:
     now = utcnow()
     wanted = {row.id: row for row in rows}
     added = removed = returned = changed = 0

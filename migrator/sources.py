@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrator.constants import SOURCE_ERRORS_KEPT
@@ -114,7 +115,9 @@ async def read_source(engine: AsyncEngine, settings: Settings) -> list[Mapping[s
             f"{settings.query_timeout_s:g}s"
         ) from exc
     except Exception as exc:
-        text = redact(f"{type(exc).__name__}: {exc}", settings.secrets())
+        # The driver's own error, without SQLAlchemy's echo of the statement.
+        cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+        text = redact(f"{type(cause).__name__}: {cause}", settings.secrets())
         raise DatasetSourceError(f"DATASET_SOURCE {kind} failed: {text}") from exc
 
 

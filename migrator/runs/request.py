@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from migrator.dataset_ids import id_problem
 from migrator.datasets import as_uuid
 from migrator.errors import MessageRefusedError, UsageError
 from migrator.runs.rollout import Rollout
@@ -98,8 +99,10 @@ def _rollout(data: Any) -> Rollout:
         rollout = Rollout.from_message(data)
     except UsageError as exc:
         raise MessageRefusedError(f"task message refused: {exc}") from None
-    if not all(as_uuid(i) for i in rollout.canary_ids):
-        raise MessageRefusedError("task message refused: canary dataset ids must be UUIDs")
+    if not all(as_uuid(i) or id_problem(i) is None for i in rollout.canary_ids):
+        raise MessageRefusedError(
+            "task message refused: canary dataset ids must be UUIDs or dataset source ids"
+        )
     return rollout
 
 

@@ -197,6 +197,10 @@ def summary_result(summary: RunSummary, *, busy_run_id: str | None = None) -> di
     # Names are what a person reads, ids what a program needs: names give way to the bound.
     while data["failed_names"] and len(json.dumps(data)) >= RESULT_MAX_BYTES:
         data["failed_names"].popitem()
+    # A dataset source's ids may be long (up to 255 characters): then fewer of them fit.
+    while len(data["failed_ids"]) > 1 and len(json.dumps(data)) >= RESULT_MAX_BYTES:
+        data["failed_ids"].pop()
+        data["failed_ids_not_shown"] = len(failed) - len(data["failed_ids"])
     return data
 
 

@@ -26,3 +26,7 @@ def query_control(
     settings = make_settings(**overrides)
     asyncio.run(upgrade_to_head(settings))
     return settings
+
+
+# The embedded PostgreSQL 18 + pgvector the vector tests use, for pgvector datasets.
+from tests.vector.conftest import pg_server, pg_socket_dir, pgvector_db  # noqa: E402, F401

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import re
 from collections.abc import Callable
@@ -17,12 +18,15 @@ import sqlalchemy as sa
 
 import migrator
 from migrator.cli import main
+from migrator.constants import RESULT_MAX_BYTES
 from migrator.datasets import list_datasets
 from migrator.errors import DatasetSourceError
 from migrator.models import dataset_databases
 from migrator.relational import upgrade_to_head
+from migrator.runs.summary import DatasetOutcome, RunSummary, summary_result
 from migrator.settings import Settings
 from migrator.sources import sync_source
+from migrator.states import DatasetStatus, RunStatus
 from migrator.vector.revisions.lance_store import applied_revisions
 from tests.support.environment import on_control_plane
 from tests.support.revisions import HEAD
@@ -311,3 +315,37 @@ def test_the_cli_lists_the_source_and_refuses_add_and_remove(
     _, err = capsys.readouterr()
     assert err.count("DATASET_SOURCE is not the registry") == 2
     assert set(_state(query_control)) == {"acme", "globex"}
+
+
+def test_a_task_result_stays_small_with_long_source_ids() -> None:
+    failed = [
+        DatasetOutcome(f"{n}" + "t" * 254, DatasetStatus.FAILED, error="boom") for n in range(10)
+    ]
+    summary = RunSummary("r", "deploy", RunStatus.PARTIAL, "0006", "0006", datasets=failed)
+
+    data = summary_result(summary)
+
+    assert len(json.dumps(data)) < RESULT_MAX_BYTES
+    assert 1 <= len(data["failed_ids"]) < 10
+    assert data["failed_ids_not_shown"] == 10 - len(data["failed_ids"])
+    assert data["failed_ids"] == [d.dataset_id for d in failed[: len(data["failed_ids"])]]
+
+
+def test_two_syncs_at_once_agree(query_control: Settings) -> None:
+    """A scheduled check and a run may read the source at the same moment; both add the same
+    new datasets, and neither fails for it."""
+    settings = query_control
+    _tenants(settings, [tenant(f"t-{n}") for n in range(50)])
+
+    async def both() -> list[Any]:
+        from migrator.db import control_plane
+
+        async with control_plane(settings) as one, control_plane(settings) as other:
+            return list(
+                await asyncio.gather(sync_source(one, settings), sync_source(other, settings))
+            )
+
+    first, second = asyncio.run(both())
+
+    assert len(_state(settings)) == 50
+    assert not first.errors and not second.errors
