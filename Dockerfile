@@ -27,6 +27,9 @@ COPY migrations ./migrations
 COPY migrator ./migrator
 COPY worker ./worker
 COPY tasks ./tasks
+# The worked example (not installed, inert): APP_ALEMBIC_CONFIG, VECTOR_MIGRATIONS,
+# DATASET_SOURCE and PYTHONPATH pointed at /app/examples/notes_app run it (see the README).
+COPY examples ./examples
 RUN pip install --no-deps . \
     && migrator --help >/dev/null
 

@@ -26,8 +26,9 @@ from migrator.relational import APPLICATION_HISTORY, upgrade_to_head
 from migrator.settings import Settings
 from tests.support.app_alembic import write_app_project
 from tests.support.environment import PROJECT_ROOT
-from tests.support.migrations import control_plane_head, copy_migrations
+from tests.support.migrations import control_plane_head, legacy_migrations
 from tests.support.processes import popen_migrator
+from tests.support.rows import version_rows
 
 HEAD = control_plane_head()
 BACKENDS = ["sqlite", "postgres"]
@@ -63,39 +64,12 @@ def with_app(
     return make
 
 
-def _versions(settings: Settings, table: str) -> list[str] | None:
-    """The rows of version table ``table``; None when it does not exist."""
-
-    async def fetch() -> list[str] | None:
-        async with control_plane(settings) as engine, engine.connect() as conn:
-            exists = await conn.run_sync(lambda c: sa.inspect(c).has_table(table))
-            if not exists:
-                return None
-            return sorted(await conn.scalars(sa.text(f"SELECT version_num FROM {table}")))
-
-    return asyncio.run(fetch())
-
-
 def _tables(settings: Settings) -> set[str]:
     async def fetch() -> set[str]:
         async with control_plane(settings) as engine, engine.connect() as conn:
             return set(await conn.run_sync(lambda c: sa.inspect(c).get_table_names()))
 
     return asyncio.run(fetch())
-
-
-def _legacy_migrations(root: Path) -> Path:
-    """The migrator's migrations as released before the split: ``alembic_version``, no
-    carry-over. Used to build a control plane in today's layout."""
-    ini = copy_migrations(root)
-    env = ini.parent / "migrations" / "env.py"
-    source = env.read_text()
-    for line in ("        version_table=MIGRATOR_VERSION_TABLE,\n", "        carry_over_legacy("):
-        assert line in source
-    source = source.replace("        version_table=MIGRATOR_VERSION_TABLE,\n", "")
-    source = source.replace("        carry_over_legacy(connection, own_revisions)", "        pass")
-    env.write_text(source)
-    return ini
 
 
 def test_fresh_control_plane_gets_both_histories_each_in_its_own_table(
@@ -107,8 +81,8 @@ def test_fresh_control_plane_gets_both_histories_each_in_its_own_table(
 
     assert (result.before, result.after, result.applied) == (None, HEAD, True)
     assert (result.app_before, result.app_after, result.app_head) == (None, "0001", "0001")
-    assert _versions(settings, MIGRATOR_VERSION_TABLE) == [HEAD]
-    assert _versions(settings, "alembic_version") == ["0001"]
+    assert version_rows(settings, MIGRATOR_VERSION_TABLE) == [HEAD]
+    assert version_rows(settings, "alembic_version") == ["0001"]
     assert {"notes", "datasets", "migration_runs"} <= _tables(settings)
 
     again = asyncio.run(upgrade_to_head(settings))
@@ -123,11 +97,11 @@ def test_todays_control_plane_is_carried_over_with_its_data(
     tmp_path: Path,
 ) -> None:
     legacy = _settings(
-        backend, make_settings, pg_database, alembic_config=_legacy_migrations(tmp_path / "old")
+        backend, make_settings, pg_database, alembic_config=legacy_migrations(tmp_path / "old")
     )
     asyncio.run(upgrade_to_head(legacy))
-    assert _versions(legacy, "alembic_version") == [HEAD]
-    assert _versions(legacy, MIGRATOR_VERSION_TABLE) is None
+    assert version_rows(legacy, "alembic_version") == [HEAD]
+    assert version_rows(legacy, MIGRATOR_VERSION_TABLE) is None
 
     async def register() -> None:
         async with control_plane(legacy) as engine:
@@ -145,8 +119,8 @@ def test_todays_control_plane_is_carried_over_with_its_data(
 
     assert (result.before, result.after, result.applied) == (HEAD, HEAD, True)
     assert (result.app_before, result.app_after) == (None, "0001")
-    assert _versions(settings, MIGRATOR_VERSION_TABLE) == [HEAD]
-    assert _versions(settings, "alembic_version") == ["0001"]
+    assert version_rows(settings, MIGRATOR_VERSION_TABLE) == [HEAD]
+    assert version_rows(settings, "alembic_version") == ["0001"]
 
     async def names() -> list[str]:
         async with control_plane(settings) as engine:
@@ -170,14 +144,14 @@ def test_an_applications_own_alembic_version_is_never_taken_for_ours(
         text=True,
     )
     assert done.returncode == 0, done.stderr
-    assert _versions(settings, "alembic_version") == ["0001"]
+    assert version_rows(settings, "alembic_version") == ["0001"]
 
     result = asyncio.run(upgrade_to_head(settings))
 
     assert (result.before, result.after) == (None, HEAD)
     assert (result.app_before, result.app_after, result.applied) == ("0001", "0001", True)
-    assert _versions(settings, "alembic_version") == ["0001"]
-    assert _versions(settings, MIGRATOR_VERSION_TABLE) == [HEAD]
+    assert version_rows(settings, "alembic_version") == ["0001"]
+    assert version_rows(settings, MIGRATOR_VERSION_TABLE) == [HEAD]
 
 
 def test_a_failing_application_history_is_named_and_no_dataset_is_touched(
@@ -200,8 +174,8 @@ def test_a_failing_application_history_is_named_and_no_dataset_is_touched(
     assert any("no dataset was touched" in m for m in messages)
     # The migrator's history committed before the application's ran; the application's did not
     # get past its first revision.
-    assert _versions(settings, MIGRATOR_VERSION_TABLE) == [HEAD]
-    assert _versions(settings, "alembic_version") == ["0001"]
+    assert version_rows(settings, MIGRATOR_VERSION_TABLE) == [HEAD]
+    assert version_rows(settings, "alembic_version") == ["0001"]
 
     async def runs() -> list[sa.Row]:
         async with control_plane(settings) as engine, engine.connect() as conn:
@@ -265,8 +239,8 @@ def test_concurrent_upgrades_of_both_histories_apply_once_under_one_lock(
     assert logs.count("(the migrator's history (ALEMBIC_CONFIG))") == 1, logs
     assert logs.count(f"({APPLICATION_HISTORY})") == 1, logs
     assert logs.count(f"already at head {HEAD} and application 0002") == 1, logs
-    assert _versions(settings, "alembic_version") == ["0002"]
-    assert _versions(settings, MIGRATOR_VERSION_TABLE) == [HEAD]
+    assert version_rows(settings, "alembic_version") == ["0002"]
+    assert version_rows(settings, MIGRATOR_VERSION_TABLE) == [HEAD]
 
 
 def test_alembic_command_api_on_the_migrators_config_keeps_working(
@@ -281,8 +255,8 @@ def test_alembic_command_api_on_the_migrators_config_keeps_working(
     config.attributes["configure_logger"] = False
 
     command.downgrade(config, "0002")
-    assert _versions(settings, MIGRATOR_VERSION_TABLE) == ["0002"]
+    assert version_rows(settings, MIGRATOR_VERSION_TABLE) == ["0002"]
     command.upgrade(config, "head")
 
-    assert _versions(settings, MIGRATOR_VERSION_TABLE) == [HEAD]
-    assert _versions(settings, "alembic_version") == ["0001"]
+    assert version_rows(settings, MIGRATOR_VERSION_TABLE) == [HEAD]
+    assert version_rows(settings, "alembic_version") == ["0001"]

@@ -73,3 +73,17 @@ def add_revision(ini: Path, body: str, *, name: str = "test") -> Path:
     source = revision_source(rev, control_plane_head(), body)
     (versions / f"{rev}_{name}.py").write_text(source)
     return ini
+
+
+def legacy_migrations(root: Path) -> Path:
+    """The migrator's migrations as released before the split: ``alembic_version``, no
+    carry-over. Used to build a control plane as deployments before the split have it."""
+    ini = copy_migrations(root)
+    env = ini.parent / "migrations" / "env.py"
+    source = env.read_text()
+    for line in ("        version_table=MIGRATOR_VERSION_TABLE,\n", "        carry_over_legacy("):
+        assert line in source
+    source = source.replace("        version_table=MIGRATOR_VERSION_TABLE,\n", "")
+    source = source.replace("        carry_over_legacy(connection, own_revisions)", "        pass")
+    env.write_text(source)
+    return ini

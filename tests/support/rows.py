@@ -131,3 +131,19 @@ async def insert_raw(engine: AsyncEngine, rows: Iterable[RawDataset]) -> list[st
             ],
         )
     return [r.id for r in made]
+
+
+def version_rows(settings: Settings, table: str) -> list[str] | None:
+    """The rows of Alembic version table ``table``, sorted; None when it does not exist."""
+
+    async def read(engine: AsyncEngine) -> list[str] | None:
+        async with engine.connect() as conn:
+            exists = await conn.run_sync(lambda c: sa.inspect(c).has_table(table))
+            if not exists:
+                return None
+            found = await conn.scalars(
+                sa.select(sa.column("version_num")).select_from(sa.table(table))
+            )
+            return sorted(str(v) for v in found)
+
+    return on_control_plane(settings, read)
