@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -33,15 +34,20 @@ def test_three_triggers_at_once_make_one_run_and_two_attach(
     slow = celery_env.add_dataset(
         "slow",
         provider="scripted",
-        url=scripted_url(tmp_path / "slow", sleep_s=6, sleep_attempts=1),
+        url=scripted_url(tmp_path / "slow", sleep_s=10, sleep_attempts=1),
     )
     quick = celery_env.add_dataset("quick")
     worker = start_worker()
 
     triggers = [cli.popen("enqueue", "--trigger", "deploy", "--wait", "--json") for _ in range(3)]
     wait_until(lambda: (tmp_path / "slow" / "attempt-1.pid").exists(), 30, "the slow dataset")
-    busy = cli.run("enqueue", "--no-attach", "--wait")
-    impatient = cli.run("enqueue", "--wait", "--timeout", "1")
+    # Both started at once: on a loaded machine two CLI starts in a row (a few seconds each)
+    # could outlast the slow dataset, and the impatient one would find the run finished.
+    late = [
+        cli.popen("enqueue", "--no-attach", "--wait"),
+        cli.popen("enqueue", "--wait", "--timeout", "1"),
+    ]
+    busy, impatient = (_finished(p) for p in late)
     outputs = [t.communicate(timeout=60) for t in triggers]
 
     assert [t.returncode for t in triggers] == [0, 0, 0], outputs
@@ -65,6 +71,11 @@ def test_three_triggers_at_once_make_one_run_and_two_attach(
     assert f"FAILED: run {run_id} still running after waiting 1s" in impatient.stderr
     assert f"run id: {run_id}" in impatient.stderr
     assert redis_admin.exists(RUN_LOCK_KEY) == 0
+
+
+def _finished(process: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
+    out, err = process.communicate(timeout=60)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
 def test_lock_left_by_a_finished_run_is_cleared(
