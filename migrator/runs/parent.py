@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrator.db import utcnow
-from migrator.errors import RunBusyError
+from migrator.errors import ControlPlaneTimeoutError, RunBusyError
 from migrator.locks.heartbeat import heartbeat
 from migrator.locks.redis import Locks, confirm_run_lock
 from migrator.relational import RelationalResult, upgrade_to_head
@@ -141,6 +141,16 @@ async def record_failed_run(
 ) -> RunSummary:
     """Record the run as failed before any dataset was touched; log why, once, at ERROR."""
     error = describe_error(exc, settings)
+    if isinstance(exc, ControlPlaneTimeoutError):
+        # The control plane did not answer: recording would wait as long again, and fail.
+        # (Not any TimeoutError: the parent's soft limit is one, and then recording works.)
+        log.error(
+            "Run %s failed in the %s step; the run is not recorded; no dataset was touched: %s",
+            request.run_id,
+            step,
+            error,
+        )
+        return _unrecorded(request, error, started_at)
     log.error(
         "Run %s failed in the %s step; no dataset was touched: %s", request.run_id, step, error
     )

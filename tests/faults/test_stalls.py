@@ -239,3 +239,42 @@ def test_a_stall_inside_the_relational_step_costs_one_timeout(
     assert all(within_one_bound(s, QUERY_TIMEOUT_S) for s in after_stop_s.values()), after_stop_s
     scenario.outcome = "; ".join(f"{where} {s:.1f}s after" for where, s in after_stop_s.items())
     scenario.lost = 0
+
+
+def test_a_stall_in_the_parent_tasks_relational_step_is_not_recorded_on_the_silent_server(
+    world: World, scenario: Scenario
+) -> None:
+    scenario.describe(
+        "A control plane that stops answering inside a worker's relational step",
+        "the worker reaches an empty control plane through a proxy that stops answering at the "
+        "relational lock; the deploy hook enqueues and waits",
+    )
+    world.configure(QUERY_TIMEOUT_S=QUERY_TIMEOUT_S, CONNECT_TIMEOUT_S=15)
+    with world.empty_database() as database:
+        direct = world.core.dsn(database)
+        proxy = StallingProxy(
+            world.core.port, after_login=False, stop_when_sent=b"pg_try_advisory_lock"
+        )
+        try:
+            worker = world.start_worker(DATABASE_URL=_via_port(direct, world, proxy.port))
+            result = world.cli(
+                "enqueue", "--wait", "--timeout", "60", DATABASE_URL=direct, timeout_s=90
+            )
+            ended = time.monotonic()
+            worker.wait_for_log(r"the run is not recorded")
+        finally:
+            proxy.close()
+    assert proxy.stopped_at is not None, result.stderr
+    assert result.returncode == EXIT_RELATIONAL_FAILED, result.stderr
+    log = worker.log()
+    assert f"control plane 127.0.0.1:{proxy.port} did not answer within" in log
+    # No run record (nor its failure to be written) was asked of the silent server.
+    assert "could not be recorded" not in log
+    after_stop_s = ended - proxy.stopped_at
+    assert within_one_bound(after_stop_s, QUERY_TIMEOUT_S), after_stop_s
+    scenario.outcome = f"the parent failed {after_stop_s:.1f}s after the stall, run not recorded"
+    scenario.lost = 0
+
+
+def _via_port(dsn: str, world: World, port: int) -> str:
+    return dsn.replace(f":{world.core.port}/", f":{port}/")
