@@ -230,6 +230,12 @@ class WorkerConfigError(MigratorError):
     """Raised when the Celery worker's settings contradict each other (time limits, Redis URL)."""
 
 
+class SigningConfigError(WorkerConfigError):
+    """Raised when the CELERY_SIGNING_* settings are incomplete or name a key, certificate or
+    certificate folder that is missing, unreadable, mismatched or untrusted; names the setting
+    and the path, never the key's content."""
+
+
 class DatasetBusyError(MigratorError):
     """Raised when another run still holds a dataset's lock after waiting one lock TTL."""
 

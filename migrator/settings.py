@@ -150,6 +150,20 @@ class Settings(BaseSettings):
     redis_url: SecretStr = Field(
         SecretStr("redis://127.0.0.1:6379/0"), description="Celery broker, result backend, locks."
     )
+    celery_signing_key_file: Path | None = Field(
+        None,
+        description="PEM RSA private key this process signs Celery task messages with; empty "
+        "(the default): messages are not signed. Set with the two below, on every worker, "
+        "beat and enqueuing CLI.",
+    )
+    celery_signing_cert_file: Path | None = Field(
+        None, description="The X.509 certificate of CELERY_SIGNING_KEY_FILE (PEM)."
+    )
+    celery_signing_cert_store: Path | None = Field(
+        None,
+        description="Folder of the PEM certificates whose signatures workers accept (its own "
+        "included); an unsigned or otherwise signed task message is refused.",
+    )
     migration_check_interval_s: float = Field(
         300.0, gt=0, description="How often celery beat runs the scheduled check."
     )
@@ -236,7 +250,13 @@ class Settings(BaseSettings):
         parse_allowed_hosts(value)  # a bad entry is refused at start, naming it
         return value
 
-    @field_validator("vector_db_sslrootcert", mode="before")
+    @field_validator(
+        "vector_db_sslrootcert",
+        "celery_signing_key_file",
+        "celery_signing_cert_file",
+        "celery_signing_cert_store",
+        mode="before",
+    )
     @classmethod
     def _empty_path(cls, value: object) -> object:
         return None if value == "" else value

@@ -1,6 +1,7 @@
 """The Celery app: ``celery -A worker worker`` and ``celery -A worker beat``.
 
-Configuration comes from ``migrator.settings`` (see ``worker.config``); the tasks live in
+Configuration comes from ``migrator.settings`` (see ``worker.config``; task messages are
+signed when the CELERY_SIGNING_* settings are set, see ``worker.signing``); the tasks live in
 ``tasks``. Process signals give each worker process one event loop and one control-plane
 engine (``worker.runtime``) and the project's redacting log format.
 """
@@ -21,11 +22,17 @@ from migrator.logging_setup import configure_logging
 from migrator.settings import Settings, get_settings
 from worker.config import celery_config
 from worker.runtime import runtime
+from worker.signing import enable_signing, signing_config, signing_files
 
 
 def create_app(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
     app = Celery("migrator", include=["tasks"])
-    app.conf.update(celery_config(settings or get_settings()))
+    app.conf.update(celery_config(settings))
+    signing = signing_files(settings)
+    if signing is not None:
+        app.conf.update(signing_config(signing))
+        enable_signing(app, signing)
     return app
 
 
