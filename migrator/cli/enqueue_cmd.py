@@ -12,13 +12,12 @@ import getpass
 import socket
 import sys
 import time
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from migrator.cli.options import add_run_options, check_retry_args, rollout_from_args
+from migrator.cli.options import add_run_options, request_from_args
 from migrator.cli.output import FULL_LISTING_MAX, Progress, print_json, print_summary
 from migrator.cli.plan_cmd import add_plan_options
 from migrator.constants import (
@@ -40,7 +39,7 @@ from migrator.errors import (
 from migrator.runs.request import RunRequest
 from migrator.runs.store import RunProgress
 from migrator.settings import Settings
-from migrator.states import FINAL_STATUSES, FINISHED_BADLY, Trigger, count_badly
+from migrator.states import FINAL_STATUSES, FINISHED_BADLY, count_badly
 
 if TYPE_CHECKING:
     from migrator.locks.redis import Locks
@@ -128,7 +127,7 @@ def enqueue_command(args: argparse.Namespace, settings: Settings) -> int:
         args.canary_ids = on_control_plane(
             settings, lambda engine: resolve_dataset_refs(engine, canaries)
         )
-    request = request_from_args(args)
+    request = enqueue_request(args)
     with open_locks(settings) as locks:
         data = on_control_plane(
             settings, lambda engine: _enqueue(engine, settings, locks, args, request)
@@ -138,23 +137,11 @@ def enqueue_command(args: argparse.Namespace, settings: Settings) -> int:
     return report(data, as_json=args.json)
 
 
-def request_from_args(args: argparse.Namespace) -> RunRequest:
-    check_retry_args(args)
+def enqueue_request(args: argparse.Namespace) -> RunRequest:
+    request = request_from_args(args, requested_by=args.requested_by or _who())
     if args.timeout_s <= 0:
         raise UsageError(f"--timeout must be positive, got {args.timeout_s:g}")
-    if args.downgrade and args.to_revision is None:
-        raise UsageError("--downgrade needs --to REV (a revision id, or 'base')")
-    return RunRequest(
-        run_id=str(uuid.uuid4()),
-        trigger=Trigger(args.trigger),
-        requested_by=args.requested_by or _who(),
-        dataset_ids=tuple(args.dataset_ids) if args.dataset_ids else None,
-        verify=args.verify,
-        retry_of=args.retry_failed,
-        rollout=rollout_from_args(args),
-        to_revision=args.to_revision,
-        downgrade=args.downgrade,
-    )
+    return request
 
 
 def _who() -> str:

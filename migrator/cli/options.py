@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import uuid
+from typing import TYPE_CHECKING
 
 from migrator.runs.rollout import Rollout, parse_share
+from migrator.states import Trigger
+
+if TYPE_CHECKING:
+    from migrator.runs.request import RunRequest
 
 RUN_TRIGGER_CHOICES = ("deploy", "admin", "api")
 
@@ -79,6 +85,28 @@ def check_retry_args(args: argparse.Namespace) -> None:
 
     if args.retry_failed and (args.dataset_ids or args.verify):
         raise UsageError("--retry-failed takes the run's own selection; drop --dataset/--verify")
+
+
+def request_from_args(args: argparse.Namespace, requested_by: str | None = None) -> RunRequest:
+    """The run the command line asks for (a new run id), checked: ``UsageError`` names a bad
+    combination."""
+    from migrator.errors import UsageError
+    from migrator.runs.request import RunRequest
+
+    check_retry_args(args)
+    if args.downgrade and args.to_revision is None:
+        raise UsageError("--downgrade needs --to REV (a revision id, or 'base')")
+    return RunRequest(
+        run_id=str(uuid.uuid4()),
+        trigger=Trigger(args.trigger),
+        requested_by=requested_by,
+        dataset_ids=tuple(args.dataset_ids) if args.dataset_ids else None,
+        verify=args.verify,
+        retry_of=args.retry_failed,
+        rollout=rollout_from_args(args),
+        to_revision=args.to_revision,
+        downgrade=args.downgrade,
+    )
 
 
 def rollout_from_args(args: argparse.Namespace) -> Rollout:

@@ -4,14 +4,12 @@ dataset's own store, read only); nothing is changed."""
 from __future__ import annotations
 
 import argparse
-import uuid
 from typing import Any
 
-from migrator.cli.options import add_run_options, check_retry_args, rollout_from_args
+from migrator.cli.options import add_run_options, request_from_args
 from migrator.cli.output import print_json, print_table
-from migrator.errors import EXIT_OK, UsageError
+from migrator.errors import EXIT_OK
 from migrator.settings import Settings
-from migrator.states import Trigger
 
 
 def register(commands: Any) -> None:
@@ -56,21 +54,8 @@ def add_plan_options(parser: argparse.ArgumentParser) -> None:
 def plan_command(args: argparse.Namespace, settings: Settings) -> int:
     from migrator.cli import on_control_plane
     from migrator.runs.plan import preview_run
-    from migrator.runs.request import RunRequest
 
-    check_retry_args(args)
-    if args.downgrade and args.to_revision is None:
-        raise UsageError("--downgrade needs --to REV (a revision id, or 'base')")
-    request = RunRequest(
-        run_id=str(uuid.uuid4()),
-        trigger=Trigger(args.trigger),
-        dataset_ids=tuple(args.dataset_ids) if args.dataset_ids else None,
-        verify=args.verify,
-        retry_of=args.retry_failed,
-        rollout=rollout_from_args(args),
-        to_revision=args.to_revision,
-        downgrade=args.downgrade,
-    )
+    request = request_from_args(args)
     detail = args.detail or bool(args.dataset_ids)
     preview = on_control_plane(
         settings,

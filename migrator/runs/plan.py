@@ -13,6 +13,7 @@ and per revision the rows it reads or writes whole where that can be said.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -210,7 +211,9 @@ def _order(chain: RevisionChain, revision: str | None) -> int:
     return chain.position(revision) if revision is None or revision in chain.ids() else -1
 
 
-def _revision_steps(chain: RevisionChain, goal: RevisionGoal, moves: Any) -> list[RevisionStep]:
+def _revision_steps(
+    chain: RevisionChain, goal: RevisionGoal, moves: Iterable[MoveGroup]
+) -> list[RevisionStep]:
     steps: dict[str, RevisionStep] = {}
     for group in moves:
         if group.refused is not None:
