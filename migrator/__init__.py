@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from migrator.errors import (
     DatasetBehindError,
+    DatasetRemovedError,
     DatasetSourceError,
     MigrationError,
     MigratorError,
@@ -15,6 +16,7 @@ from migrator.runs.summary import DatasetOutcome, RunSummary
 __all__ = [
     "DatasetBehindError",
     "DatasetOutcome",
+    "DatasetRemovedError",
     "DatasetSourceError",
     "DatasetStatus",
     "MigrationError",

@@ -6,6 +6,8 @@ upstream contract says; everything else derives from ``MigratorError``.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from migrator.states import RunStatus
 
 # Exit codes of the CLI; the dispatcher reads ``exit_code`` off the error.
@@ -191,6 +193,19 @@ class DatasetNotFoundError(MigratorError):
     """Raised when a dataset id or name is not in the control plane."""
 
     exit_code = EXIT_USAGE
+
+
+class DatasetRemovedError(DatasetNotFoundError):
+    """Raised by the write guard when DATASET_SOURCE no longer returns the dataset: its state is
+    kept, but no run migrates it any more."""
+
+    def __init__(self, dataset_id: str, removed_at: datetime) -> None:
+        self.dataset_id = dataset_id
+        self.removed_at = removed_at
+        super().__init__(
+            f"dataset {dataset_id} was removed from the dataset source at "
+            f"{removed_at.isoformat(timespec='seconds')}; runs no longer migrate it"
+        )
 
 
 class DatasetBehindError(MigratorError):

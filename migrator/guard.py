@@ -2,8 +2,9 @@
 
 ``await dataset_status(dataset_id)`` is one read of ``dataset_databases`` by its primary key;
 ``await require_current(dataset_id, min_revision=None)`` raises ``DatasetBehindError`` when a
-failed (or not yet run) migration left the dataset below the revision required. GUARD_CACHE_S
-lets a busy write path reuse a dataset's status for a few seconds.
+failed (or not yet run) migration left the dataset below the revision required, and
+``DatasetRemovedError`` when the dataset source no longer returns it (runs no longer migrate it).
+GUARD_CACHE_S lets a busy write path reuse a dataset's status for a few seconds.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrator.db import control_plane
-from migrator.errors import DatasetBehindError, DatasetNotFoundError
+from migrator.errors import DatasetBehindError, DatasetNotFoundError, DatasetRemovedError
 from migrator.models import dataset_databases
 from migrator.settings import Settings, get_settings
 
@@ -36,6 +37,7 @@ class DatasetStatus:
     revision: str | None
     last_error: str | None
     last_migrated_at: datetime | None
+    removed_at: datetime | None = None  # when DATASET_SOURCE stopped returning the dataset
 
 
 # (control-plane URL, dataset id) -> (monotonic expiry, status); only used when GUARD_CACHE_S > 0.
@@ -74,6 +76,7 @@ async def _read_status(engine: AsyncEngine, dataset_id: str) -> DatasetStatus:
         dataset_databases.c.vector_schema_version,
         dataset_databases.c.last_error,
         dataset_databases.c.last_migrated_at,
+        dataset_databases.c.removed_at,
     ).where(dataset_databases.c.dataset_id == dataset_id)
     async with engine.connect() as conn:
         row = (await conn.execute(query)).first()
@@ -86,6 +89,7 @@ async def _read_status(engine: AsyncEngine, dataset_id: str) -> DatasetStatus:
         row.vector_schema_version,
         row.last_error,
         row.last_migrated_at,
+        row.removed_at,
     )
 
 
@@ -110,6 +114,9 @@ async def require_current(
     )
     required = min_revision if min_revision is not None else chain.head
     status = await dataset_status(dataset_id, settings=settings, engine=engine)
+    if status.removed_at is not None:
+        # No run migrates it any more, so its cached revision says nothing about the future.
+        raise DatasetRemovedError(dataset_id, status.removed_at)
     if not _at_or_past(chain, status.revision, required):
         raise DatasetBehindError(dataset_id, status.revision, required, status.last_error)
     return status

@@ -19,6 +19,7 @@ from migrator.models import dataset_databases, migration_run_datasets, migration
 from migrator.settings import Settings
 from tests.support.migrations import control_plane_head
 from tests.support.revisions import HEAD
+from tests.support.services import REDIS_BASE_URL, REDIS_DB
 
 PASSWORD = "Sup3r-S3cret-pw"
 COMMANDS = [
@@ -192,7 +193,7 @@ def test_relative_sqlite_path_is_resolved_against_the_callers_directory(
 def test_check_reports_pending_and_reads_drift_only_with_verify(
     make_settings: Callable[..., Settings],
 ) -> None:
-    settings = make_settings(redis_url="redis://127.0.0.1:6379/14")
+    settings = make_settings(redis_url=f"{REDIS_BASE_URL}/{REDIS_DB}")
     assert _cli("datasets", "add", "one").returncode == 0
 
     pending = _cli("check", "--no-verify", "--json")

@@ -20,7 +20,7 @@ import migrator
 from migrator.cli import main
 from migrator.constants import RESULT_MAX_BYTES
 from migrator.datasets import list_datasets
-from migrator.errors import DatasetSourceError
+from migrator.errors import DatasetRemovedError, DatasetSourceError
 from migrator.models import dataset_databases
 from migrator.relational import upgrade_to_head
 from migrator.runs.summary import DatasetOutcome, RunSummary, summary_result
@@ -154,12 +154,16 @@ def test_added_and_removed_datasets_are_picked_up_at_the_next_run(
     assert state["acme"]["vector_schema_version"] == HEAD  # its state is kept
     listed = on_control_plane(settings, list_datasets)
     assert [r.id for r in listed] == ["globex", "initech"]
+    with pytest.raises(DatasetRemovedError, match=r"dataset acme was removed from the dataset"):
+        asyncio.run(migrator.require_current("acme", settings=settings))
+    assert asyncio.run(migrator.dataset_status("acme", settings=settings)).removed_at is not None
 
     _tenants(settings, [tenant("acme", name="ACME again"), tenant("globex"), tenant("initech")])
     third = asyncio.run(migrator.run_startup_migrations(settings=settings))
     assert third.status == "succeeded" and third.counts["total"] == 0  # acme is still at head
     state = _state(settings)
     assert state["acme"]["removed_at"] is None and state["acme"]["name"] == "ACME again"
+    assert asyncio.run(migrator.require_current("acme", settings=settings)).revision == HEAD
 
 
 def test_a_dataset_whose_row_turns_bad_is_left_out_with_the_error(
