@@ -531,6 +531,8 @@ class SyncCounts:
     removed: int = 0
     returned: int = 0
     changed: int = 0
+    # Refused ids whose refusal, with the same error, an earlier sync recorded already.
+    still_refused: frozenset[str] = frozenset()
 
 
 _SOURCE_FIELDS = ("name", "vector_provider", "url", "connection_info", "server_key")
@@ -561,6 +563,7 @@ async def _apply_source(
     now = utcnow()
     wanted = {row.id: row for row in rows}
     added = removed = returned = changed = 0
+    still_refused: set[str] = set()
     async with engine.begin() as conn:
         known = {
             r.dataset_id: r
@@ -568,6 +571,7 @@ async def _apply_source(
                 sa.select(
                     dataset_databases.c.dataset_id,
                     dataset_databases.c.removed_at,
+                    dataset_databases.c.last_error,
                     *(dataset_databases.c[f] for f in _SOURCE_FIELDS),
                 )
             )
@@ -594,11 +598,20 @@ async def _apply_source(
             this = dataset_databases.c.dataset_id == dataset_id
             row = wanted.get(dataset_id)
             if row is None:
-                if old.removed_at is None:
+                reason = refused.get(dataset_id)
+                refusal = None if reason is None else f"dataset source: {reason}"
+                if old.removed_at is not None and refusal is not None:
+                    if old.last_error == refusal:
+                        still_refused.add(dataset_id)
+                    else:
+                        await conn.execute(
+                            dataset_databases.update().where(this).values(last_error=refusal)
+                        )
+                elif old.removed_at is None:
                     removed += 1
                     values: dict[str, Any] = {"removed_at": now}
-                    if dataset_id in refused:
-                        values["last_error"] = f"dataset source: {refused[dataset_id]}"
+                    if refusal is not None:
+                        values["last_error"] = refusal
                     await conn.execute(dataset_databases.update().where(this).values(**values))
                 continue
             fresh = (row.name, row.provider, row.url, row.connection_info, row.server_key)
@@ -611,4 +624,4 @@ async def _apply_source(
                     .where(this)
                     .values({**dict(zip(_SOURCE_FIELDS, fresh, strict=True)), "removed_at": None})
                 )
-    return SyncCounts(added, removed, returned, changed)
+    return SyncCounts(added, removed, returned, changed, frozenset(still_refused))

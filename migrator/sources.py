@@ -86,7 +86,16 @@ async def sync_source(engine: AsyncEngine, settings: Settings) -> SourceSync | N
     refused = {e.dataset_id: e.error for e in errors if e.valid_id}
     counts = await apply_source(engine, rows, refused)
     for error in errors:
-        log.error("dataset=%s source row %d refused: %s", error.dataset_id, error.row, error.error)
+        # A scheduled check syncs every few minutes: a refusal already recorded is not news.
+        repeated = error.valid_id and error.dataset_id in counts.still_refused
+        log.log(
+            logging.INFO if repeated else logging.ERROR,
+            "dataset=%s source row %d %s: %s",
+            error.dataset_id,
+            error.row,
+            "still refused" if repeated else "refused",
+            error.error,
+        )
     log.info(
         "Dataset source: %d row(s), %d refused; %d added, %d removed, %d back, %d changed.",
         len(raw),

@@ -167,21 +167,34 @@ def test_added_and_removed_datasets_are_picked_up_at_the_next_run(
 
 
 def test_a_dataset_whose_row_turns_bad_is_left_out_with_the_error(
-    query_control: Settings,
+    query_control: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = query_control
     _tenants(settings, [tenant("acme"), tenant("globex")])
     asyncio.run(migrator.run_startup_migrations(settings=settings))
     _tenants(settings, [tenant("acme", provider="milvus"), tenant("globex")])
 
-    summary = asyncio.run(migrator.run_startup_migrations(settings=settings))
+    with caplog.at_level(logging.INFO, logger="migrator.sources"):
+        summary = asyncio.run(migrator.run_startup_migrations(settings=settings))
+        first = _acme_lines(caplog)
+        caplog.clear()
+        asyncio.run(sync_source_once(settings))  # the next scheduled check syncs the same rows
+        again = _acme_lines(caplog)
 
     assert summary.status == "partial" and summary.counts["total"] == 0
     acme = _state(settings)["acme"]
     assert acme["removed_at"] is not None
-    assert acme["last_error"].startswith("dataset source: UnknownProviderError") or (
-        "milvus" in acme["last_error"]
-    )
+    assert "milvus" in acme["last_error"] and acme["last_error"].startswith("dataset source: ")
+    # Logged at ERROR when the refusal is new; a sync that finds it recorded says so at INFO.
+    assert [level for level, _ in first] == [logging.ERROR]
+    assert "source row 0 refused: " in first[0][1]
+    assert [level for level, _ in again] == [logging.INFO]
+    assert "source row 0 still refused: " in again[0][1]
+
+
+def _acme_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records]
+    return [(level, text) for level, text in lines if "dataset=acme " in text]
 
 
 @pytest.mark.parametrize(
