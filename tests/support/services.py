@@ -13,8 +13,11 @@ import asyncpg
 PG_ADMIN_DSN = os.environ.get("TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 PG_HOST_URL = os.environ.get("TEST_PG_URL_PREFIX", "postgresql://postgres@127.0.0.1:5432")
 REDIS_BASE_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
-# Each engineer's (and CI's) own database number: tests flush it.
-REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "13"))
+# Each engineer's (and CI's) own database number: tests flush it. Parallel pytest workers
+# (pytest-xdist's gw0, gw1, ...) take the next numbers, so none flushes another's keys; the
+# variable is inherited, so a worker's subprocesses agree with it.
+XDIST_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "13")) + XDIST_WORKER
 
 
 @asynccontextmanager
