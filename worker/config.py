@@ -27,7 +27,10 @@ from migrator.constants import (
     TASK_SCHEDULED_CHECK,
 )
 from migrator.errors import WorkerConfigError
+from migrator.runs.heavy import heavy_limits
 from migrator.settings import Settings
+from migrator.vector.chain_config import configured_chain
+from migrator.vector.revisions.errors import RevisionError
 
 _CERT_REQS = {
     "required": ssl.CERT_REQUIRED,
@@ -53,8 +56,58 @@ def parent_limits_s(settings: Settings) -> tuple[float, float]:
     return soft_s, soft_s + HARD_LIMIT_MARGIN_S
 
 
+def subtask_time_limit_s(settings: Settings) -> float:
+    """The longest hard limit a dataset subtask may run under: DATASET_TIME_LIMIT_S, or the
+    heavy one of the configured chain's largest budget (``migrator.runs.heavy``)."""
+    budget_s = _max_budget_s(settings)
+    if budget_s is None:
+        return settings.dataset_time_limit_s
+    return max(settings.dataset_time_limit_s, heavy_limits(settings, budget_s).hard_s)
+
+
+def _max_budget_s(settings: Settings) -> float | None:
+    # A folder that does not load is refused by the run itself, naming the file; the limits
+    # check does not stand in its way.
+    try:
+        return configured_chain(settings).max_heavy_budget_s()
+    except RevisionError:
+        return None
+
+
+def heavy_limit_problems(settings: Settings) -> list[str]:
+    """What must grow for the configured chain's heavy budgets, one sentence each, naming the
+    numbers; empty when every budget fits."""
+    try:
+        heavy = configured_chain(settings).heavy_revisions()
+    except RevisionError:
+        return []
+    if not heavy:
+        return []
+    revision, budget_s = max(heavy.items(), key=lambda item: item[1])
+    limits = heavy_limits(settings, budget_s)
+    problems = []
+    visibility_s = settings.redis_visibility_timeout_s
+    if limits.hard_s >= visibility_s:
+        problems.append(
+            f"revision {revision} declares a heavy budget of {budget_s:g}s: its subtask's "
+            f"limits are soft {limits.soft_s:g}s / hard {limits.hard_s:g}s (twice the budget, "
+            "room for one heavy dataset ahead on its server), so REDIS_VISIBILITY_TIMEOUT_S "
+            f"({visibility_s:g}) must grow above {limits.hard_s:g}; otherwise Redis hands the "
+            "live heavy task to a second worker"
+        )
+    minimum_expires_s = limits.hard_s + DEFAULT_WAIT_TIMEOUT_S
+    if settings.result_expires_s < minimum_expires_s:
+        problems.append(
+            f"revision {revision} declares a heavy budget of {budget_s:g}s: RESULT_EXPIRES_S "
+            f"({settings.result_expires_s:g}) must grow to at least {minimum_expires_s:g} "
+            "(the heavy hard limit plus the default wait), or the chord state lapses first"
+        )
+    return problems
+
+
 def validate_limits(settings: Settings) -> None:
-    """Raise ``WorkerConfigError`` naming the variables when the limits do not nest."""
+    """Raise ``WorkerConfigError`` naming the variables when the limits do not nest, the
+    heavy ones from the configured chain's budgets included."""
     soft_s, hard_s = settings.dataset_soft_time_limit_s, settings.dataset_time_limit_s
     visibility_s = settings.redis_visibility_timeout_s
     if not soft_s < hard_s < visibility_s:
@@ -83,6 +136,9 @@ def validate_limits(settings: Settings) -> None:
             f"RUN_STALE_AFTER_S + the default wait ({minimum_expires_s:g}): chord state and "
             "the summary a trigger waits for live that long"
         )
+    heavy_problems = heavy_limit_problems(settings)
+    if heavy_problems:
+        raise WorkerConfigError("; ".join(heavy_problems))
 
 
 def ssl_options(redis_url: str) -> dict[str, Any] | None:
