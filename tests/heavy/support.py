@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,13 +110,13 @@ class BuildSamples:
 
 
 async def sample_builds(
-    socket_dir: str, stop: asyncio.Event, samples: BuildSamples, every_s: float = 0.05
+    socket_dir: str, stopped: Callable[[], bool], samples: BuildSamples, every_s: float = 0.05
 ) -> None:
     """Count CREATE INDEX in progress on the whole server (pg_stat_progress_create_index, and
-    pg_stat_activity as a second witness) until ``stop`` is set."""
+    pg_stat_activity as a second witness) until ``stopped()``."""
     conn = await asyncpg.connect(host=socket_dir, database="postgres", user="postgres")
     try:
-        while not stop.is_set():
+        while not stopped():
             progress = await conn.fetchval("SELECT count(*) FROM pg_stat_progress_create_index")
             active = await conn.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "

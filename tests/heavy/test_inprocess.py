@@ -125,7 +125,7 @@ def test_heavy_builds_on_one_server_never_exceed_the_heavy_cap(
 
     async def run() -> tuple[RunStatus, BuildSamples]:
         samples, stop = BuildSamples(), asyncio.Event()
-        sampler = asyncio.create_task(sample_builds(pg_socket_dir, stop, samples))
+        sampler = asyncio.create_task(sample_builds(pg_socket_dir, stop.is_set, samples))
         try:
             summary = await run_startup_migrations(settings=settings)
         finally:
