@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
-from migrator.constants import QUEUE_NAME
+from migrator.constants import DATASET_LOCK_PREFIX, HEAVY_SLOTS_PREFIX, QUEUE_NAME
 from migrator.runs.inprocess import run_startup_migrations
 from migrator.states import RunStatus
 from tests.celery.conftest import CeleryEnv, Cli
@@ -81,12 +83,46 @@ class Sampler:
         self._thread.join(timeout=10)
 
 
+class LockWatcher:
+    """Watches Redis on a thread: how long each dataset's subtask lock stayed present, and the
+    most leases seen at once in any heavy-slot set."""
+
+    def __init__(self, client: redis.Redis, dataset_ids: list[str]) -> None:
+        self.client = client
+        self.held_s = dict.fromkeys(dataset_ids, 0.0)
+        self.most_heavy_leases = 0
+        self._since: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.1):
+            now = time.monotonic()
+            for dataset_id in self.held_s:
+                if self.client.exists(DATASET_LOCK_PREFIX + dataset_id):
+                    since = self._since.setdefault(dataset_id, now)
+                    self.held_s[dataset_id] = max(self.held_s[dataset_id], now - since)
+                else:
+                    self._since.pop(dataset_id, None)
+            for key in self.client.scan_iter(f"{HEAVY_SLOTS_PREFIX}*"):
+                self.most_heavy_leases = max(self.most_heavy_leases, self.client.zcard(key))
+
+    def __enter__(self) -> LockWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
 def test_heavy_datasets_take_the_heavy_queue_and_turns_on_their_server(
     celery_env: CeleryEnv,
     cli: Cli,
     start_worker: StartWorker,
     pgvector_url: Callable[[], str],
     pg_socket_dir: str,
+    redis_admin: redis.Redis,
     tmp_path: Path,
 ) -> None:
     settings = celery_env.configure(
@@ -113,7 +149,7 @@ def test_heavy_datasets_take_the_heavy_queue_and_turns_on_their_server(
     for worker in (light_worker, *heavy_workers):
         worker.wait_for_log(processes.WORKER_READY, 60.0)
 
-    with Sampler(pg_socket_dir) as samples:
+    with Sampler(pg_socket_dir) as samples, LockWatcher(redis_admin, heavy_ids) as locks:
         result = cli.run("enqueue", "--wait", "--timeout", "120", "--json", timeout_s=150)
     assert result.returncode == 0, result.stderr
     summary = json_out(result)
@@ -127,6 +163,11 @@ def test_heavy_datasets_take_the_heavy_queue_and_turns_on_their_server(
     # Never two builds on the server at once, and the sampler did see them.
     assert samples.looks_with_a_build > 0
     assert samples.most_at_once == 1, samples.counts
+
+    # The second heavy dataset waited for the first one's build, then built: its subtask lock
+    # lived far past DATASET_LOCK_TTL_S=2, extended by its heartbeat; one heavy lease at a time.
+    assert max(locks.held_s.values()) > 2.0, locks.held_s
+    assert locks.most_heavy_leases == 1
 
     heavy_logs = "".join(worker.log() for worker in heavy_workers)
     for dataset_id in heavy_ids:
