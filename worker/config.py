@@ -27,7 +27,7 @@ from migrator.constants import (
     TASK_SCHEDULED_CHECK,
 )
 from migrator.errors import WorkerConfigError
-from migrator.runs.heavy import heavy_limits
+from migrator.runs.heavy import heavy_limit_problems, heavy_limits
 from migrator.settings import Settings
 from migrator.vector.chain_config import configured_chain
 from migrator.vector.revisions.errors import RevisionError
@@ -72,37 +72,6 @@ def _max_budget_s(settings: Settings) -> float | None:
         return configured_chain(settings).max_heavy_budget_s()
     except RevisionError:
         return None
-
-
-def heavy_limit_problems(settings: Settings) -> list[str]:
-    """What must grow for the configured chain's heavy budgets, one sentence each, naming the
-    numbers; empty when every budget fits."""
-    try:
-        heavy = configured_chain(settings).heavy_revisions()
-    except RevisionError:
-        return []
-    if not heavy:
-        return []
-    revision, budget_s = max(heavy.items(), key=lambda item: item[1])
-    limits = heavy_limits(settings, budget_s)
-    problems = []
-    visibility_s = settings.redis_visibility_timeout_s
-    if limits.hard_s >= visibility_s:
-        problems.append(
-            f"revision {revision} declares a heavy budget of {budget_s:g}s: its subtask's "
-            f"limits are soft {limits.soft_s:g}s / hard {limits.hard_s:g}s (twice the budget, "
-            "room for one heavy dataset ahead on its server), so REDIS_VISIBILITY_TIMEOUT_S "
-            f"({visibility_s:g}) must grow above {limits.hard_s:g}; otherwise Redis hands the "
-            "live heavy task to a second worker"
-        )
-    minimum_expires_s = limits.hard_s + DEFAULT_WAIT_TIMEOUT_S
-    if settings.result_expires_s < minimum_expires_s:
-        problems.append(
-            f"revision {revision} declares a heavy budget of {budget_s:g}s: RESULT_EXPIRES_S "
-            f"({settings.result_expires_s:g}) must grow to at least {minimum_expires_s:g} "
-            "(the heavy hard limit plus the default wait), or the chord state lapses first"
-        )
-    return problems
 
 
 def validate_limits(settings: Settings) -> None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from migrator.constants import LOCK_HEARTBEATS_PER_TTL
+from migrator.constants import DEFAULT_WAIT_TIMEOUT_S, LOCK_HEARTBEATS_PER_TTL
 from migrator.datasets import ID_BATCH, load_targets
 from migrator.db import Bind, utcnow
 from migrator.models import dataset_databases
@@ -183,3 +183,36 @@ async def wait_shortfall(
         f"build), longer than --timeout {wait_s:g}: the wait would end (exit 4) while the run "
         f"goes on; give --timeout {limits.soft_s:g} or more"
     )
+
+
+def heavy_limit_problems(settings: Settings) -> list[str]:
+    """What must grow for the configured chain's heavy budgets, one sentence each, naming the
+    numbers; empty when every budget fits. The worker refuses to start on any of them
+    (``worker.config.validate_limits``); ``migrator check`` and the scheduled check report
+    them."""
+    try:
+        heavy = configured_chain(settings).heavy_revisions()
+    except RevisionError:
+        return []
+    if not heavy:
+        return []
+    revision, budget_s = max(heavy.items(), key=lambda item: item[1])
+    limits = heavy_limits(settings, budget_s)
+    problems = []
+    visibility_s = settings.redis_visibility_timeout_s
+    if limits.hard_s >= visibility_s:
+        problems.append(
+            f"revision {revision} declares a heavy budget of {budget_s:g}s: its subtask's "
+            f"limits are soft {limits.soft_s:g}s / hard {limits.hard_s:g}s (twice the budget, "
+            "room for one heavy dataset ahead on its server), so REDIS_VISIBILITY_TIMEOUT_S "
+            f"({visibility_s:g}) must grow above {limits.hard_s:g}; otherwise Redis hands the "
+            "live heavy task to a second worker"
+        )
+    minimum_expires_s = limits.hard_s + DEFAULT_WAIT_TIMEOUT_S
+    if settings.result_expires_s < minimum_expires_s:
+        problems.append(
+            f"revision {revision} declares a heavy budget of {budget_s:g}s: RESULT_EXPIRES_S "
+            f"({settings.result_expires_s:g}) must grow to at least {minimum_expires_s:g} "
+            "(the heavy hard limit plus the default wait), or the chord state lapses first"
+        )
+    return problems

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from migrator.errors import WorkerConfigError
+from migrator.cli import main
+from migrator.errors import EXIT_PARTIAL, WorkerConfigError
 from migrator.runs.heavy import heavy_limits, with_budget
 from migrator.settings import Settings
 from migrator.vector.revisions import load_chain
@@ -22,6 +23,7 @@ from migrator.vector.revisions.errors import (
 from tests.celery.conftest import CeleryEnv, Cli
 from tests.support.processes import BIN
 from tests.support.revisions import HEAD
+from tests.support.services import REDIS_BASE_URL, REDIS_DB
 from worker.config import subtask_time_limit_s, validate_limits
 
 MakeSettings = Callable[..., Settings]
@@ -208,3 +210,17 @@ def test_a_deploy_hook_is_told_up_front_when_its_timeout_is_shorter_than_a_budge
         "(up to 1800s on a worker behind another heavy build), longer than --timeout 1: the "
         "wait would end (exit 4) while the run goes on; give --timeout 1800 or more"
     )
+
+
+def test_migrator_check_names_the_setting_a_budget_needs_grown(
+    make_settings: MakeSettings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_settings(
+        VECTOR_MIGRATIONS=heavy_folder(tmp_path, budget_s=900),
+        REDIS_VISIBILITY_TIMEOUT_S=1500,
+        REDIS_URL=f"{REDIS_BASE_URL}/{REDIS_DB}",
+    )
+    assert main(["check", "--no-verify"]) == EXIT_PARTIAL
+    out = capsys.readouterr().out
+    assert "settings: revision 0004_index declares a heavy budget of 900s" in out
+    assert "REDIS_VISIBILITY_TIMEOUT_S (1500) must grow above 1860" in out
