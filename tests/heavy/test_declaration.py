@@ -4,6 +4,7 @@ limits a budget gives, and the settings that must grow for it (worker start, enq
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 from collections.abc import Callable
@@ -13,7 +14,9 @@ import pytest
 
 from migrator.cli import main
 from migrator.errors import EXIT_PARTIAL, WorkerConfigError
+from migrator.relational import upgrade_to_head
 from migrator.runs.heavy import heavy_limits, with_budget
+from migrator.runs.inprocess import run_startup_migrations
 from migrator.settings import Settings
 from migrator.vector.revisions import load_chain
 from migrator.vector.revisions.errors import (
@@ -23,6 +26,7 @@ from migrator.vector.revisions.errors import (
 from tests.celery.conftest import CeleryEnv, Cli
 from tests.support.processes import BIN
 from tests.support.revisions import HEAD
+from tests.support.rows import runs
 from tests.support.services import REDIS_BASE_URL, REDIS_DB
 from worker.config import subtask_time_limit_s, validate_limits
 
@@ -224,3 +228,17 @@ def test_migrator_check_names_the_setting_a_budget_needs_grown(
     out = capsys.readouterr().out
     assert "settings: revision 0004_index declares a heavy budget of 900s" in out
     assert "REDIS_VISIBILITY_TIMEOUT_S (1500) must grow above 1860" in out
+
+
+def test_a_run_refuses_a_bad_budget_before_any_dataset_is_touched(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    folder = tmp_path / "bad"
+    _revision(folder, "0004_bad", HEAD, _index(", heavy=True, budget_s=-1"))
+    settings = make_settings(VECTOR_MIGRATIONS=folder)
+    asyncio.run(upgrade_to_head(settings))
+    with pytest.raises(InvalidBudgetError, match="revision '0004_bad'"):
+        asyncio.run(run_startup_migrations(settings=settings))
+    [run] = runs(settings)
+    assert run["status"] == "failed"
+    assert "budget_s must be a positive number of seconds, got -1" in run["error"]
