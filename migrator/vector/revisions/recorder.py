@@ -214,7 +214,16 @@ class Operations:
         self._name(index_name, "index", what)
         heavy, budget_s = self._heavy(heavy, budget_s, what)
         self._record(
-            CreateIndex(collection, cols, kind, index_name, params, concurrently, heavy, budget_s)
+            CreateIndex(
+                collection,
+                cols,
+                kind,
+                index_name,
+                params,
+                concurrently,
+                heavy=heavy,
+                budget_s=budget_s,
+            )
         )
 
     def drop_index(self, collection: str, name: str, *, concurrently: bool = False) -> None:
@@ -258,7 +267,11 @@ class Operations:
         if not isinstance(batch_size, int) or batch_size < 1:
             self._refuse(what, f"batch_size must be a positive integer, got {batch_size!r}")
         heavy, budget_s = self._heavy(heavy, budget_s, what)
-        self._record(Backfill(collection, column, fn, sources, batch_size, where, heavy, budget_s))
+        self._record(
+            Backfill(
+                collection, column, fn, sources, batch_size, where, heavy=heavy, budget_s=budget_s
+            )
+        )
 
     # ---- the embedding-change recipe (expand, then contract in a later revision) ------------
 
