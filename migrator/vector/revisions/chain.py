@@ -17,7 +17,6 @@ from migrator.vector.revisions.errors import (
     DuplicateRevisionError,
     HeavyBudgetError,
     InvalidBudgetError,
-    InvalidOperationError,
     MissingDowngradeError,
     MultipleHeadsError,
     RevisionCycleError,
@@ -25,7 +24,7 @@ from migrator.vector.revisions.errors import (
     UnknownDownRevisionError,
     UnknownRevisionError,
 )
-from migrator.vector.revisions.ops import Backfill, CreateIndex
+from migrator.vector.revisions.ops import Backfill, CreateIndex, Operation
 from migrator.vector.revisions.providers import PROVIDERS
 from migrator.vector.revisions.recorder import Operations
 from migrator.vector.revisions.script import Revision, load_folder
@@ -222,6 +221,15 @@ def revision_budget_s(revision: Revision, provider: str | None, direction: str) 
     return max(budgets, default=None)
 
 
+class _Unchecked(Operations):
+    """Records without the provider's checks: only heaviness is read here, and the checks of
+    a LanceDB index import LanceDB (seconds), which the CLI and the planner must not pay for.
+    The run records the revision again, checked, against the dataset's own provider."""
+
+    def _record(self, operation: Operation) -> None:
+        self.recorded.append(operation)
+
+
 def _heavy_operations(
     revision: Revision, provider: str | None, direction: str
 ) -> list[CreateIndex | Backfill]:
@@ -231,7 +239,7 @@ def _heavy_operations(
     providers = [provider] if provider else list(revision.providers or PROVIDERS)
     found: list[CreateIndex | Backfill] = []
     for name in providers:
-        op = Operations(
+        op = _Unchecked(
             revision=revision.revision,
             provider=name,
             dataset_id=_NO_DATASET,
@@ -242,12 +250,9 @@ def _heavy_operations(
             step(op)
         except InvalidBudgetError:
             raise
-        except InvalidOperationError:
-            if provider is not None:
-                raise
-            continue  # not for this provider; the run records it against the real one
         except Exception:
-            # Code that needs a dataset's contents: only what it recorded so far is seen.
+            # A bad call or code that needs a dataset's contents: only what it recorded so far
+            # is seen here; the run itself refuses a bad call, naming it.
             log.debug("Revision %s: recorded up to an error.", revision.revision, exc_info=True)
         found += [o for o in op.recorded if isinstance(o, CreateIndex | Backfill) and o.heavy]
     return found
