@@ -36,6 +36,8 @@ RUN_LOCK_KEY = REDIS_PREFIX + "run-lock"
 DATASET_LOCK_PREFIX = REDIS_PREFIX + "dataset-lock:"
 CHECK_LOCK_KEY = REDIS_PREFIX + "check-lock"
 SERVER_SLOTS_PREFIX = REDIS_PREFIX + "server-slots:"
+# Heavy slots (HEAVY_PER_SERVER_CONCURRENCY): the same sorted sets, a second cap per server.
+HEAVY_SLOTS_PREFIX = REDIS_PREFIX + "heavy-slots:"
 # Waiting for a server slot (migrator.slots): poll every SERVER_SLOT_POLL_S (plus up to as much
 # again, at random, so waiters do not move in step); log at INFO a wait longer than this.
 SERVER_SLOT_POLL_S = 0.1

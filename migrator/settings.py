@@ -142,6 +142,24 @@ class Settings(BaseSettings):
         8, ge=1, le=256, description="Concurrent migrations against one database server."
     )
     dataset_timeout_s: float = Field(300.0, gt=0, description="Hard limit for one dataset.")
+    heavy_per_server_concurrency: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="Heavy datasets (a revision with a heavy budget: index builds, declared "
+        "backfills) migrating at once on one database server, within PER_SERVER_CONCURRENCY.",
+    )
+    heavy_queue: str = Field(
+        "migrator.heavy",
+        min_length=1,
+        description="Celery queue of heavy datasets' subtasks; a worker must consume it.",
+    )
+    heavy_concurrency: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="Processes of a worker that consumes HEAVY_QUEUE (its --concurrency).",
+    )
     relational_lock_timeout_s: float = Field(
         600.0, gt=0, description="How long to wait for another process's relational upgrade."
     )

@@ -30,11 +30,12 @@ from migrator.errors import MessageRefusedError, RunStillReportingError
 from migrator.runs import chord as run_chord
 from migrator.runs import parent, subtask
 from migrator.runs.check import run_check
+from migrator.runs.heavy import HeavyDataset, heavy_limits, run_heavy_datasets
 from migrator.runs.request import RunRequest
 from migrator.runs.summary import summary_result
 from migrator.settings import Settings
 from worker import app
-from worker.config import cancel_grace_s, parent_limits_s
+from worker.config import cancel_grace_s, parent_limits_s, subtask_time_limit_s
 from worker.runtime import runtime
 
 log = logging.getLogger(__name__)
@@ -90,10 +91,26 @@ def migrate_run(self: Task[Any, Any], /, run_id: str, **message: Any) -> dict[st
 
 def _stage_chord(run_id: str, stage: int, dataset_ids: list[str]) -> Any:
     """One stage's chord: a subtask per dataset, then the body that sends the next stage or
-    finishes the run (the last stage's body, or one that halts it)."""
-    header = [migrate_dataset.si(run_id, dataset_id) for dataset_id in dataset_ids]
+    finishes the run (the last stage's body, or one that halts it). A heavy dataset's subtask
+    goes to HEAVY_QUEUE with limits from its budget, in the same chord: the body still runs
+    once, after every subtask of the stage reported."""
+    rt = runtime()
+    heavy = rt.run(run_heavy_datasets(rt.engine, rt.settings, run_id, dataset_ids))
+    header = [_dataset_signature(run_id, dataset_id, heavy) for dataset_id in dataset_ids]
     body = finish_run.s(run_id, stage).on_error(finish_failed_chord.si(run_id))
     return chord(header, body)
+
+
+def _dataset_signature(run_id: str, dataset_id: str, heavy: dict[str, HeavyDataset]) -> Any:
+    signature = migrate_dataset.si(run_id, dataset_id)
+    found = heavy.get(dataset_id)
+    if found is None:
+        return signature
+    settings = runtime().settings
+    limits = heavy_limits(settings, found.budget_s)
+    # Per-message limits override the task's annotations (celery.worker.request).
+    options: dict[str, Any] = {"soft_time_limit": limits.soft_s, "time_limit": limits.hard_s}
+    return signature.set(queue=settings.heavy_queue, **options)
 
 
 def _abandon(settings: Settings, run_id: str, exc: Exception) -> dict[str, Any]:
@@ -114,10 +131,7 @@ def migrate_dataset(run_id: str, dataset_id: str) -> dict[str, Any]:
             cancel_grace_s=cancel_grace_s(rt.settings),
         )
     except SoftTimeLimitExceeded:
-        reason = (
-            "SoftTimeLimitExceeded: exceeded DATASET_SOFT_TIME_LIMIT_S="
-            f"{rt.settings.dataset_soft_time_limit_s:g}"
-        )
+        reason = _soft_limit_reason(rt.settings)
         elapsed_ms = int((time.monotonic() - started) * 1000)
         outcome = rt.run(
             subtask.record_timed_out(rt.engine, run_id, dataset_id, elapsed_ms, reason)
@@ -125,6 +139,17 @@ def migrate_dataset(run_id: str, dataset_id: str) -> dict[str, Any]:
     except Exception as exc:  # control plane or Redis trouble: report it, never raise
         outcome = rt.run(subtask.record_crash(rt.engine, rt.settings, run_id, dataset_id, exc))
     return outcome.to_dict(name_max_chars=RESULT_NAME_CHARS)
+
+
+def _soft_limit_reason(settings: Settings) -> str:
+    # A heavy dataset's message carries its own limits (from its budget); others the default.
+    _, soft_s = migrate_dataset.request.timelimit or (None, None)
+    if soft_s is not None and soft_s != settings.dataset_soft_time_limit_s:
+        return f"SoftTimeLimitExceeded: exceeded the heavy dataset's soft limit {soft_s:g}s"
+    return (
+        "SoftTimeLimitExceeded: exceeded DATASET_SOFT_TIME_LIMIT_S="
+        f"{settings.dataset_soft_time_limit_s:g}"
+    )
 
 
 @app.task(
@@ -167,7 +192,8 @@ def finish_failed_chord(self: Task[Any, Any], /, run_id: str) -> dict[str, Any]:
         # A dead holder's lock lapses within one TTL; a live redelivered copy lives at most
         # DATASET_TIME_LIMIT_S. Look again a few times per TTL until past both.
         step_s = rt.settings.dataset_lock_ttl_s / 3
-        tries = int((rt.settings.dataset_time_limit_s + rt.settings.dataset_lock_ttl_s) // step_s)
+        longest_s = subtask_time_limit_s(rt.settings)  # a heavy subtask's, when longer
+        tries = int((longest_s + rt.settings.dataset_lock_ttl_s) // step_s)
         log.warning("%s; trying again in %.1fs.", exc, step_s)
         raise self.retry(exc=exc, countdown=step_s, max_retries=tries + 3) from None
     return summary_result(summary)

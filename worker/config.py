@@ -27,7 +27,10 @@ from migrator.constants import (
     TASK_SCHEDULED_CHECK,
 )
 from migrator.errors import WorkerConfigError
+from migrator.runs.heavy import heavy_limit_problems, heavy_limits
 from migrator.settings import Settings
+from migrator.vector.chain_config import configured_chain
+from migrator.vector.revisions.errors import RevisionError
 
 _CERT_REQS = {
     "required": ssl.CERT_REQUIRED,
@@ -53,8 +56,27 @@ def parent_limits_s(settings: Settings) -> tuple[float, float]:
     return soft_s, soft_s + HARD_LIMIT_MARGIN_S
 
 
+def subtask_time_limit_s(settings: Settings) -> float:
+    """The longest hard limit a dataset subtask may run under: DATASET_TIME_LIMIT_S, or the
+    heavy one of the configured chain's largest budget (``migrator.runs.heavy``)."""
+    budget_s = _max_budget_s(settings)
+    if budget_s is None:
+        return settings.dataset_time_limit_s
+    return max(settings.dataset_time_limit_s, heavy_limits(settings, budget_s).hard_s)
+
+
+def _max_budget_s(settings: Settings) -> float | None:
+    # A folder that does not load is refused by the run itself, naming the file; the limits
+    # check does not stand in its way.
+    try:
+        return configured_chain(settings).max_heavy_budget_s()
+    except RevisionError:
+        return None
+
+
 def validate_limits(settings: Settings) -> None:
-    """Raise ``WorkerConfigError`` naming the variables when the limits do not nest."""
+    """Raise ``WorkerConfigError`` naming the variables when the limits do not nest, the
+    heavy ones from the configured chain's budgets included."""
     soft_s, hard_s = settings.dataset_soft_time_limit_s, settings.dataset_time_limit_s
     visibility_s = settings.redis_visibility_timeout_s
     if not soft_s < hard_s < visibility_s:
@@ -83,6 +105,9 @@ def validate_limits(settings: Settings) -> None:
             f"RUN_STALE_AFTER_S + the default wait ({minimum_expires_s:g}): chord state and "
             "the summary a trigger waits for live that long"
         )
+    heavy_problems = heavy_limit_problems(settings)
+    if heavy_problems:
+        raise WorkerConfigError("; ".join(heavy_problems))
 
 
 def ssl_options(redis_url: str) -> dict[str, Any] | None:

@@ -17,8 +17,8 @@ def register(commands: Any) -> None:
         description="Run the scheduled check once in this process and report; nothing is "
         "migrated or enqueued (stale runs are marked failed, as the scheduled check does). "
         "Needs Redis for the run lock. Exit 0 when nothing needs a run, 2 when something does, "
-        "a dataset could not be read, one is quarantined, or the dataset source returned rows "
-        "it refused (or could not be read).",
+        "a dataset could not be read, one is quarantined, the dataset source returned rows "
+        "it refused (or could not be read), or a declared heavy budget needs a setting grown.",
     )
     verify = parser.add_mutually_exclusive_group()
     verify.add_argument(
@@ -62,6 +62,8 @@ def check_command(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{key}: {data[f'{key}_count']}  {', '.join(report.labels(key))}".rstrip())
         if report.source_error:
             print(f"dataset source: {report.source_error}")
+        for problem in report.settings_problems:
+            print(f"settings: {problem}")
         print(
             f"stale runs failed: {len(report.stale_runs)}; run in progress: "
             f"{report.run_in_progress or 'none'}"
@@ -74,5 +76,6 @@ def check_command(args: argparse.Namespace, settings: Settings) -> int:
         or report.quarantined
         or report.source_refused
         or report.source_error
+        or report.settings_problems
     )
     return EXIT_PARTIAL if attention else EXIT_OK

@@ -167,6 +167,8 @@ async def _enqueue(
 
         # Fail fast on a target this deployment's chain refuses; the parent checks again.
         plan_goal(settings, request.to_revision, downgrade=request.downgrade)
+    if args.wait:
+        await _warn_heavy(engine, settings, request, args.timeout_s)
     claim = await claim_run(locks, settings, request.run_id, request.trigger, engine)
     if claim.started:
         _send(locks, request)
@@ -186,6 +188,27 @@ async def _enqueue(
         return await wait_for_run(engine, claim.run_id, args.timeout_s, progress)
     finally:
         progress.close()
+
+
+async def _warn_heavy(
+    engine: AsyncEngine, settings: Settings, request: RunRequest, timeout_s: float
+) -> None:
+    """Up front: say when a heavy dataset's budget outlasts ``--timeout`` (the run is sent
+    anyway; a hook that must see the end gives a longer --timeout)."""
+    from migrator.runs.goal import plan_goal
+    from migrator.runs.heavy import chain_is_heavy, wait_shortfall
+    from migrator.runs.selection import select_pending
+
+    if not chain_is_heavy(settings):
+        return
+    goal = plan_goal(settings, request.to_revision, downgrade=request.downgrade)
+    try:
+        pending = await select_pending(engine, target=goal.target, dataset_ids=request.dataset_ids)
+        shortfall = await wait_shortfall(engine, settings, goal, pending, timeout_s)
+    except CONTROL_PLANE_ERRORS:
+        return
+    if shortfall is not None:
+        _say(f"WARNING: {shortfall}")
 
 
 def _send(locks: Locks, request: RunRequest) -> None:

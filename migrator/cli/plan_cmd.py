@@ -82,6 +82,7 @@ def plan_command(args: argparse.Namespace, settings: Settings) -> int:
         for provider, operations in sorted(step["operations"].items()):
             for operation in operations or ["(no operation)"]:
                 print(f"    {provider}: {operation}")
+    _print_heavy(data["heavy"])
     print(f"stages: {' + '.join(map(str, data['stages'])) or '-'}")
     print(f"failure budget: {data['max_failures'] if data['max_failures'] is not None else '-'}")
     print(f"quarantined (left out): {data['quarantined']}")
@@ -89,10 +90,27 @@ def plan_command(args: argparse.Namespace, settings: Settings) -> int:
     when = f"about {estimate:.1f}s" if estimate is not None else "unknown"
     print(f"estimate: {when} ({data['estimate_basis']})")
     if data.get("detail"):
-        print_table(data["detail"], ["id", "name", "provider", "server", "from", "to", "stage"])
+        columns = ["id", "name", "provider", "server", "from", "to", "stage", "heavy_budget_s"]
+        print_table(data["detail"], columns)
     if "deep" in data:
         _print_deep(data["deep"], every=detail)
     return EXIT_OK
+
+
+def _print_heavy(heavy: dict[str, Any]) -> None:
+    """Heavy datasets: their count, where they go, the longest budget, the first few named."""
+    if not heavy["datasets"]:
+        print("heavy: none")
+        return
+    print(
+        f"heavy: {heavy['datasets']} dataset(s) on {heavy['servers']} server(s), queue "
+        f"{heavy['queue']}, {heavy['per_server']} at once per server, longest budget "
+        f"{heavy['longest_budget_s']:g}s"
+    )
+    for entry in heavy["shown"]:
+        print(f"  {entry['name']} ({entry['id']}): budget {entry['budget_s']:g}s")
+    if heavy["datasets"] > len(heavy["shown"]):
+        print(f"  ... and {heavy['datasets'] - len(heavy['shown'])} more")
 
 
 def _rows_touched(touched: dict[str, Any]) -> str:

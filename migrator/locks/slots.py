@@ -26,11 +26,17 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Protocol
 
 import redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from migrator.constants import SERVER_SLOT_POLL_S, SERVER_SLOT_WAIT_LOG_S, SERVER_SLOTS_PREFIX
+from migrator.constants import (
+    HEAVY_SLOTS_PREFIX,
+    SERVER_SLOT_POLL_S,
+    SERVER_SLOT_WAIT_LOG_S,
+    SERVER_SLOTS_PREFIX,
+)
 from migrator.datasets import server_key_of
 from migrator.db import reconnecting
 from migrator.locks.heartbeat import Heartbeat
@@ -87,10 +93,18 @@ class ServerSlot:
     holder's one heartbeat thread keeps it alive.
     """
 
-    def __init__(self, client: redis.Redis, server_key: str, limit: int, ttl_s: float) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        server_key: str,
+        limit: int,
+        ttl_s: float,
+        *,
+        prefix: str = SERVER_SLOTS_PREFIX,
+    ) -> None:
         self.client = client
         self.server_key = server_key
-        self.key = slots_key(server_key)
+        self.key = prefix + server_key
         self.limit = limit
         self.ttl_s = ttl_s
         self.token = uuid.uuid4().hex
@@ -193,6 +207,68 @@ async def server_slot(
         except redis.RedisError as exc:
             log.warning(
                 "dataset=%s: could not release its slot on %s (%s); it lapses within %gs.",
+                dataset_id,
+                server_key,
+                type(exc).__name__,
+                slot.ttl_s,
+            )
+
+
+class HasProvider(Protocol):
+    """A heavy dataset as the run planned it (``migrator.runs.heavy.HeavyDataset``)."""
+
+    @property
+    def provider(self) -> str: ...
+
+
+def heavy_server_key(provider: str, server_key: str | None) -> str | None:
+    """The server a heavy dataset's cap counts on; None for no cap.
+
+    Only a database server builds indexes for its datasets (pgvector). A LanceDB build runs in
+    the worker's own process, on a local disk or an object store that computes nothing, so it
+    takes no heavy slot: HEAVY_CONCURRENCY of the heavy workers bounds it.
+    """
+    if provider == "lancedb" or not server_key:
+        return None
+    return server_key
+
+
+@asynccontextmanager
+async def heavy_slot(
+    engine: AsyncEngine,
+    settings: Settings,
+    client: redis.Redis,
+    dataset_id: str,
+    heavy: HasProvider,
+    beat: Heartbeat,
+) -> AsyncIterator[ServerSlot | None]:
+    """Hold one of HEAVY_PER_SERVER_CONCURRENCY heavy slots of the dataset's server while the
+    body runs (taken before its server slot, so a heavy dataset waiting here holds no slot
+    a light one could use). Leased, extended and released like ``server_slot``."""
+    found = await reconnecting(engine, engine, lambda bind: server_key_of(bind, dataset_id))
+    server_key = heavy_server_key(heavy.provider, found)
+    if server_key is None:
+        yield None
+        return
+    slot = ServerSlot(
+        client,
+        server_key,
+        settings.heavy_per_server_concurrency,
+        settings.dataset_lock_ttl_s,
+        prefix=HEAVY_SLOTS_PREFIX,
+    )
+    label = f"heavy dataset={dataset_id}"
+    await acquire(slot, label=label, outage_s=settings.dataset_lock_ttl_s)
+    beat.add(slot, slot.token)
+    try:
+        yield slot
+    finally:
+        beat.remove(slot, slot.token)
+        try:
+            slot.release()
+        except redis.RedisError as exc:
+            log.warning(
+                "dataset=%s: could not release its heavy slot on %s (%s); it lapses within %gs.",
                 dataset_id,
                 server_key,
                 type(exc).__name__,

@@ -24,6 +24,7 @@ from migrator.errors import DatasetSourceError
 from migrator.locks.heartbeat import heartbeat
 from migrator.locks.redis import LockRecord, Locks
 from migrator.relational import alembic_config, current_revision, head_revision
+from migrator.runs.heavy import heavy_limit_problems
 from migrator.runs.request import RunRequest
 from migrator.runs.selection import is_cached_at_head, pending_ids
 from migrator.runs.store import last_finished_at
@@ -61,6 +62,8 @@ class CheckReport:
     source_refused: list[str] = field(default_factory=list)
     source_error: str | None = None
     stale_runs: list[str] = field(default_factory=list)
+    # Settings a declared heavy budget needs grown (the worker refuses to start meanwhile).
+    settings_problems: list[str] = field(default_factory=list)
     run_in_progress: str | None = None
     action: str = "report"
     enqueued_run: str | None = None
@@ -99,6 +102,7 @@ class CheckReport:
             "action": self.action,
             "enqueued_run": self.enqueued_run,
             "source_error": self.source_error,
+            "settings_problems": self.settings_problems,
         }
         for key in LISTS:
             ids: list[str] = getattr(self, key)
@@ -168,6 +172,7 @@ async def inspect(
     report = CheckReport(
         relational_current=current, relational_head=head, inspected_at=inspected_at
     )
+    report.settings_problems = heavy_limit_problems(settings)
     if current is None:
         return report  # an empty control plane: no registry to read yet
     report.stale_runs = await recover_stale_runs(engine, settings, locks)
@@ -266,6 +271,7 @@ def log_report(report: CheckReport) -> None:
     attention = (
         report.needs_run
         or report.stale_runs
+        or report.settings_problems
         or report.quarantined
         or report.source_refused
         or report.source_error
@@ -294,6 +300,8 @@ def log_report(report: CheckReport) -> None:
             "release`): %s",
             ", ".join(report.labels("quarantined")),
         )
+    for problem in report.settings_problems:
+        log.warning("Scheduled check: settings: %s", problem)
     if report.source_refused:
         log.warning(
             "Scheduled check: the dataset source returned %d row(s) that were refused: %s",

@@ -21,6 +21,7 @@ from migrator.errors import (
 )
 from migrator.runs import store
 from migrator.runs.goal import run_goal
+from migrator.runs.heavy import dataset_timeout_s, heavy_datasets, keep_run_alive, with_budget
 from migrator.runs.rollout import budget_reason
 from migrator.runs.summary import DatasetOutcome, dataset_label, describe_error, quoted_name
 from migrator.settings import Settings
@@ -30,6 +31,9 @@ from migrator.vector.chain_config import as_revision
 from migrator.vector.registry import adapter_factory
 
 log = logging.getLogger(__name__)
+
+# A dataset ready to migrate: where it lives, where to take it, its heavy budget (or None).
+_Started = tuple[DatasetTarget, RevisionGoal, float | None]
 
 # Where a failure says nothing about the revision: the store could not be opened or locked.
 OUTAGE_STEPS = ("open", "connect", "lock", "load")
@@ -44,13 +48,19 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
 
 
 async def migrate_target(
-    target: DatasetTarget, settings: Settings, goal: RevisionGoal | None = None
+    target: DatasetTarget,
+    settings: Settings,
+    goal: RevisionGoal | None = None,
+    *,
+    budget_s: float | None = None,
 ) -> DatasetOutcome:
     """Open the target's adapter and bring it to ``goal`` (default: the configured chain's
-    head); every failure becomes an outcome."""
+    head); every failure becomes an outcome. ``budget_s`` (a heavy dataset's) replaces
+    DATASET_TIMEOUT_S when it is longer, for the adapter too."""
     started = time.monotonic()
     step = "open"
     adapter = None
+    settings = with_budget(settings, budget_s)
     try:
         adapter = adapter_factory(target.provider)(target, settings)
         run_migrations = getattr(adapter, "run_migrations", None)
@@ -86,7 +96,7 @@ async def migrate_target(
             target.dataset_id,
             DatasetStatus.TIMED_OUT,
             duration_ms=_ms_since(started),
-            error=f"TimeoutError: exceeded dataset_timeout_s={settings.dataset_timeout_s:g}",
+            error=_timeout_error(settings, budget_s),
             step=step,
         )
     except Exception as exc:  # one dataset's failure must never stop the others
@@ -137,11 +147,14 @@ async def migrate_registered(
         if spent is not None:
             return spent
 
-    async def start(bind: Bind) -> tuple[DatasetTarget, RevisionGoal] | DatasetOutcome:
+    async def start(bind: Bind) -> _Started | DatasetOutcome:
         async with transaction(bind) as conn:
             await store.mark_dataset_running(conn, run_id, dataset_id, None)
             try:
-                return await load_target(conn, dataset_id), await run_goal(conn, run_id)
+                target, goal = await load_target(conn, dataset_id), await run_goal(conn, run_id)
+                heavy = await heavy_datasets(conn, settings, goal, [dataset_id])
+                budget_s = heavy[dataset_id].budget_s if dataset_id in heavy else None
+                return target, goal, budget_s
             except ControlPlaneTimeoutError:
                 # The control plane stopped answering, not this dataset failing: the run
                 # fails naming it (its connection is gone, nothing here can be committed).
@@ -161,8 +174,19 @@ async def migrate_registered(
         if isinstance(started, DatasetOutcome):
             outcome = started
         else:
-            target, goal = started
-            outcome = await migrate_target(target, settings, goal)
+            target, goal, budget_s = started
+            if budget_s is None:
+                outcome = await migrate_target(target, settings, goal)
+            else:
+                log.info(
+                    "dataset=%s name=%s is heavy: budget %gs instead of DATASET_TIMEOUT_S=%gs.",
+                    dataset_id,
+                    quoted_name(target.name),
+                    dataset_timeout_s(settings, budget_s),
+                    settings.dataset_timeout_s,
+                )
+                async with keep_run_alive(engine, settings, run_id):
+                    outcome = await migrate_target(target, settings, goal, budget_s=budget_s)
         quarantined = await reconnecting(
             engine,
             conn,
@@ -264,6 +288,13 @@ async def _close_quietly(adapter: object, target: DatasetTarget) -> None:
             quoted_name(target.name),
             exc_info=True,
         )
+
+
+def _timeout_error(settings: Settings, budget_s: float | None) -> str:
+    limit_s = settings.dataset_timeout_s  # already grown to the budget for a heavy dataset
+    if budget_s is None:
+        return f"TimeoutError: exceeded dataset_timeout_s={limit_s:g}"
+    return f"TimeoutError: exceeded the heavy budget: budget_s={budget_s:g} (limit {limit_s:g}s)"
 
 
 def _ms_since(started: float) -> int:

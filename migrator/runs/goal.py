@@ -23,9 +23,12 @@ BASE = "base"  # `--to base` on a downgrade: undo every revision
 
 def plan_goal(settings: Settings, to_revision: str | None, *, downgrade: bool) -> RevisionGoal:
     """The goal of a new run. Loads the configured chain (a folder that is not one clean chain
-    raises, naming the file, before any dataset is touched) and checks ``to_revision`` is in
-    it; ``refuse_blocked_downgrade`` checks a downgrade's path once its datasets are chosen."""
+    raises, naming the file, before any dataset is touched; so does a heavy revision whose
+    budget is missing or not positive) and checks ``to_revision`` is in it;
+    ``refuse_blocked_downgrade`` checks a downgrade's path once its datasets are chosen."""
     chain = configured_chain(settings)
+    # A heavy revision without a valid budget is refused here, naming it, before any dataset.
+    chain.heavy_revisions()
     if downgrade:
         if to_revision is None:
             raise RevisionError("a downgrade needs --to REV (a revision id, or 'base')")

@@ -7,6 +7,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -15,11 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from migrator.constants import DEFAULT_ENGINE_ID
 from migrator.datasets import server_keys
 from migrator.db import control_plane, utcnow
+from migrator.locks.slots import heavy_server_key
 from migrator.logging_setup import logs_when_unconfigured
 from migrator.relational import upgrade_to_head
 from migrator.runs import store
 from migrator.runs.dataset import migrate_default_engine, migrate_registered
 from migrator.runs.goal import goal_options, plan_goal, refuse_blocked_downgrade
+from migrator.runs.heavy import run_heavy_datasets
 from migrator.runs.rollout import Rollout, stage_of
 from migrator.runs.selection import retry_selection, select_pending
 from migrator.runs.stages import (
@@ -217,15 +220,26 @@ async def _migrate_all(
     budget: int | None,
     progress: _Progress,
 ) -> None:
-    """Bounded concurrency overall and per database server."""
+    """Bounded concurrency overall and per database server; heavy datasets also by
+    HEAVY_PER_SERVER_CONCURRENCY per server, taken first so a waiting heavy dataset holds no
+    slot a light one could use."""
     overall = asyncio.Semaphore(settings.migration_concurrency)
     server_of = await server_keys(engine) if dataset_ids else {}
     per_server: defaultdict[str, asyncio.Semaphore] = defaultdict(
         lambda: asyncio.Semaphore(settings.per_server_concurrency)
     )
+    heavy = await run_heavy_datasets(engine, settings, run_id, dataset_ids)
+    heavy_per_server: defaultdict[str, asyncio.Semaphore] = defaultdict(
+        lambda: asyncio.Semaphore(settings.heavy_per_server_concurrency)
+    )
+
+    def heavy_gate(dataset_id: str) -> AbstractAsyncContextManager[Any]:
+        found = heavy.get(dataset_id)
+        key = heavy_server_key(found.provider, server_of.get(dataset_id)) if found else None
+        return heavy_per_server[key] if key is not None else nullcontext()
 
     async def one(dataset_id: str) -> None:
-        async with overall, per_server[server_of.get(dataset_id, "")]:
+        async with heavy_gate(dataset_id), overall, per_server[server_of.get(dataset_id, "")]:
             outcome = await migrate_registered(
                 engine, settings, run_id, dataset_id, max_failures=budget
             )

@@ -24,6 +24,7 @@ from migrator.relational import alembic_config, current_revision, head_revision
 from migrator.runs import store
 from migrator.runs.deep import StoreRead, read_stores
 from migrator.runs.goal import plan_goal
+from migrator.runs.heavy import path_budget_s
 from migrator.runs.request import RunRequest
 from migrator.runs.rollout import stage_of
 from migrator.runs.selection import select_datasets
@@ -41,6 +42,7 @@ from migrator.vector.revisions.script import Revision
 from migrator.vector.revisions.snapshot import Snapshot
 
 Move = tuple[str | None, str | None]
+HEAVY_SHOWN = 20  # heavy datasets a plan names (the count covers every one)
 PLAN_CONTEXT = DatasetContext("plan", "plan", 384)
 
 
@@ -119,6 +121,7 @@ class RunPreview:
     quarantined: int
     estimate_s: float | None
     estimate_basis: str
+    heavy: dict[str, Any] = field(default_factory=dict)
     detail: list[dict[str, Any]] = field(default_factory=list)
     deep: dict[str, Any] | None = None
 
@@ -165,6 +168,7 @@ async def preview_run(
         group.rows.append(row)
     total_s, basis = _estimate(moves, history, settings)
     staged = stage_of(stages)
+    budgets = _heavy_budgets(chain, goal, found)
     revisions = _revision_steps(chain, goal, moves.values())
     reads = await read_stores(engine, settings, [r.id for r in found]) if deep else None
     if reads is not None:
@@ -186,7 +190,8 @@ async def preview_run(
         quarantined=len(await quarantined_ids(engine)),
         estimate_s=total_s,
         estimate_basis=basis,
-        detail=[_detail(r, goal, staged.get(r.id, 0)) for r in found] if detail else [],
+        heavy=_heavy_report(settings, found, budgets),
+        detail=[_detail(r, goal, staged.get(r.id, 0), budgets) for r in found] if detail else [],
         deep=_deep_report(found, reads) if reads is not None else None,
     )
 
@@ -320,7 +325,9 @@ def _deep_report(found: list[PlannedDataset], reads: dict[str, StoreRead]) -> di
     }
 
 
-def _detail(row: PlannedDataset, goal: RevisionGoal, stage: int) -> dict[str, Any]:
+def _detail(
+    row: PlannedDataset, goal: RevisionGoal, stage: int, budgets: dict[str, float]
+) -> dict[str, Any]:
     return {
         "id": row.id,
         "name": row.name,
@@ -329,6 +336,47 @@ def _detail(row: PlannedDataset, goal: RevisionGoal, stage: int) -> dict[str, An
         "from": row.cached_version,
         "to": goal.target,
         "stage": stage,
+        "heavy_budget_s": budgets.get(row.id),
+    }
+
+
+def _heavy_budgets(
+    chain: RevisionChain, goal: RevisionGoal, found: list[PlannedDataset]
+) -> dict[str, float]:
+    """The heavy datasets' budgets by id, as the run decides them (``migrator.runs.heavy``):
+    one look per (provider, cached revision), not per dataset."""
+    if not chain.heavy_revisions():
+        return {}
+    per_move: dict[tuple[str, str | None], float | None] = {}
+    budgets: dict[str, float] = {}
+    for row in found:
+        key = (row.provider, row.cached_version)
+        if key not in per_move:
+            per_move[key] = path_budget_s(chain, row.provider, row.cached_version, goal)
+        budget = per_move[key]
+        if budget is not None:
+            budgets[row.id] = budget
+    return budgets
+
+
+def _heavy_report(
+    settings: Settings, found: list[PlannedDataset], budgets: dict[str, float]
+) -> dict[str, Any]:
+    """How many datasets are heavy, the longest budget, where they go; the first few named."""
+    if not budgets:
+        return {"datasets": 0}
+    heavy = [row for row in found if row.id in budgets]
+    heavy.sort(key=lambda row: -budgets[row.id])
+    return {
+        "datasets": len(heavy),
+        "longest_budget_s": budgets[heavy[0].id],
+        "queue": settings.heavy_queue,
+        "per_server": settings.heavy_per_server_concurrency,
+        "servers": len({row.server_key for row in heavy}),
+        "shown": [
+            {"id": row.id, "name": row.name, "budget_s": budgets[row.id]}
+            for row in heavy[:HEAVY_SHOWN]
+        ],
     }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from contextlib import nullcontext
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -16,9 +17,10 @@ from migrator.errors import AttemptsExhaustedError, DatasetBusyError, RunNotFoun
 from migrator.locks.heartbeat import heartbeat
 from migrator.locks.redis import LockRecord, Locks, acquire_waiting, release_quietly
 from migrator.locks.remote_store import holding_cross_machine
-from migrator.locks.slots import server_slot
+from migrator.locks.slots import heavy_slot, server_slot
 from migrator.runs import store
 from migrator.runs.dataset import log_outcome, migrate_default_engine, migrate_registered
+from migrator.runs.heavy import run_heavy_datasets
 from migrator.runs.summary import DatasetOutcome, describe_error
 from migrator.settings import Settings
 from migrator.states import FINAL_STATUSES, DatasetStatus
@@ -57,7 +59,14 @@ async def migrate_one(
         # One heartbeat for everything this delivery holds: its subtask lock, the run lock
         # and, once taken, one of PER_SERVER_CONCURRENCY slots of the dataset's server.
         with heartbeat([(lock, mine.token), (locks.run_lock(), run_id)]) as beat:
-            async with server_slot(engine, settings, locks.client, dataset_id, beat):
+            # A heavy dataset first takes one of HEAVY_PER_SERVER_CONCURRENCY heavy slots.
+            heavy = await run_heavy_datasets(engine, settings, run_id, [dataset_id])
+            capped = (
+                heavy_slot(engine, settings, locks.client, dataset_id, heavy[dataset_id], beat)
+                if dataset_id in heavy
+                else nullcontext()
+            )
+            async with capped, server_slot(engine, settings, locks.client, dataset_id, beat):
                 # The subtask lock works across machines: a remote LanceDB dataset needs no other
                 # lock on a SQLite control plane (migrator.locks.remote_store).
                 with holding_cross_machine(dataset_id):

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,12 +92,17 @@ def start_service(
 
 
 def worker_command(
-    *, concurrency: int, loglevel: str = "INFO", include: str | None = None, hostname: str | None
+    *,
+    concurrency: int,
+    loglevel: str = "INFO",
+    include: str | None = None,
+    hostname: str | None,
+    queues: Sequence[str] = (QUEUE_NAME,),
 ) -> list[str]:
-    """``celery -A worker worker`` on the migrations queue, without the cluster chatter tests
-    do not need; ``include`` loads a module of test plugins (a fake adapter) in the worker."""
+    """``celery -A worker worker`` on the migrations queue (or ``queues``), without the cluster
+    chatter tests do not need; ``include`` loads a module of test plugins (a fake adapter)."""
     command = [str(BIN / "celery"), "-A", "worker", "worker", "--loglevel", loglevel]
-    command += ["--concurrency", str(concurrency), "--queues", QUEUE_NAME]
+    command += ["--concurrency", str(concurrency), "--queues", ",".join(queues)]
     if include is not None:
         command += ["--include", include]
     if hostname is not None:
@@ -128,6 +133,7 @@ def start_worker(
     concurrency: int = 2,
     loglevel: str = "INFO",
     ready_timeout_s: float | None = None,
+    queues: Sequence[str] = (QUEUE_NAME,),
 ) -> ServiceProcess:
     """A real Celery worker named ``name`` (its log ``cwd/<name>.log``), loading the test
     plugins ``include``; waits for it to be ready when ``ready_timeout_s`` is given."""
@@ -136,6 +142,7 @@ def start_worker(
         loglevel=loglevel,
         include=include,
         hostname=f"{name}-{uuid.uuid4().hex[:6]}@%h",
+        queues=queues,
     )
     worker = start_service(name, command, env=env, cwd=cwd, log_path=cwd / f"{name}.log")
     if ready_timeout_s is not None:

@@ -7,12 +7,16 @@ duplicate id, each naming its file. A folder may start on top of the built-in re
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from migrator.vector.revisions.errors import (
     DuplicateRevisionError,
+    HeavyBudgetError,
+    InvalidBudgetError,
     MissingDowngradeError,
     MultipleHeadsError,
     RevisionCycleError,
@@ -20,7 +24,16 @@ from migrator.vector.revisions.errors import (
     UnknownDownRevisionError,
     UnknownRevisionError,
 )
+from migrator.vector.revisions.ops import Backfill, CreateIndex, Operation
+from migrator.vector.revisions.providers import PROVIDERS
+from migrator.vector.revisions.recorder import Operations
 from migrator.vector.revisions.script import Revision, load_folder
+
+log = logging.getLogger(__name__)
+UPGRADE = "upgrade"
+# What a revision's operations are recorded against to find its heavy ones, with no dataset.
+_NO_DATASET = "heavy-check"
+_NO_DATASET_DIMENSION = 384
 
 
 @dataclass(frozen=True)
@@ -71,6 +84,24 @@ class RevisionChain:
             if revision.downgrade is None:
                 raise MissingDowngradeError(revision.revision, revision.path)
         return path
+
+    def heavy_budget_s(
+        self, path: Iterable[Revision], provider: str | None = None, direction: str = UPGRADE
+    ) -> float | None:
+        """Seconds a dataset going along ``path`` may take when a revision on it is heavy (the
+        largest declared budget); None when every one is light. ``provider``: the dataset's
+        (None: any). Refuses a heavy revision without a budget (``HeavyBudgetError``)."""
+        budgets = [revision_budget_s(r, provider, direction) for r in path]
+        return max((b for b in budgets if b is not None), default=None)
+
+    def heavy_revisions(self, provider: str | None = None) -> dict[str, float]:
+        """Every heavy revision of the chain and its budget (upgrade direction)."""
+        found = {r.revision: revision_budget_s(r, provider, UPGRADE) for r in self.revisions}
+        return {revision: budget for revision, budget in found.items() if budget is not None}
+
+    def max_heavy_budget_s(self) -> float | None:
+        """The largest budget any revision declares: what the worker's limits must fit."""
+        return max(self.heavy_revisions().values(), default=None)
 
     def current_of(self, applied: Iterable[str]) -> str | None:
         """The current revision of a dataset that records ``applied``; refuses an id this chain
@@ -162,3 +193,66 @@ def _raise_cycle(left: list[Revision], by_id: dict[str, Revision], folder: Path)
     loop = seen[seen.index(revision.revision) :] if revision is not None else seen
     start = by_id[loop[0]]
     raise RevisionCycleError(start.path, [*loop, loop[0]])
+
+
+@lru_cache(maxsize=1024)
+def revision_budget_s(revision: Revision, provider: str | None, direction: str) -> float | None:
+    """A revision's heavy budget: the largest of its ``heavy_budget_s`` and the ``budget_s`` of
+    its heavy operations; None when it is light (or not for ``provider``).
+
+    The operations are recorded on an empty dataset, as ``migrator vector check`` does: an
+    operation a revision asks for only when the dataset holds something (``op.collections()``)
+    is not seen here, so such a revision declares ``heavy_budget_s`` itself.
+    """
+    if provider is not None and not revision.supports(provider):
+        return None
+    heavy = _heavy_operations(revision, provider, direction)
+    declared = revision.heavy_budget_s
+    budgets = [op.budget_s for op in heavy if op.budget_s is not None]
+    if declared is None and not budgets and heavy:
+        raise HeavyBudgetError(
+            revision.path,
+            revision.revision,
+            f"{heavy[0].describe()} is heavy but has no budget: give it budget_s=SECONDS "
+            "or declare heavy_budget_s = SECONDS in the revision",
+        )
+    if declared is not None:
+        budgets.append(declared)
+    return max(budgets, default=None)
+
+
+class _Unchecked(Operations):
+    """Records without the provider's checks: only heaviness is read here, and the checks of
+    a LanceDB index import LanceDB (seconds), which the CLI and the planner must not pay for.
+    The run records the revision again, checked, against the dataset's own provider."""
+
+    def _record(self, operation: Operation) -> None:
+        self.recorded.append(operation)
+
+
+def _heavy_operations(
+    revision: Revision, provider: str | None, direction: str
+) -> list[CreateIndex | Backfill]:
+    step = revision.upgrade if direction == UPGRADE else revision.downgrade
+    if step is None:
+        return []
+    providers = [provider] if provider else list(revision.providers or PROVIDERS)
+    found: list[CreateIndex | Backfill] = []
+    for name in providers:
+        op = _Unchecked(
+            revision=revision.revision,
+            provider=name,
+            dataset_id=_NO_DATASET,
+            dataset_name=_NO_DATASET,
+            vector_dimension=_NO_DATASET_DIMENSION,
+        )
+        try:
+            step(op)
+        except InvalidBudgetError:
+            raise
+        except Exception:
+            # A bad call or code that needs a dataset's contents: only what it recorded so far
+            # is seen here; the run itself refuses a bad call, naming it.
+            log.debug("Revision %s: recorded up to an error.", revision.revision, exc_info=True)
+        found += [o for o in op.recorded if isinstance(o, CreateIndex | Backfill) and o.heavy]
+    return found

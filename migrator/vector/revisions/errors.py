@@ -121,6 +121,10 @@ class InvalidOperationError(RevisionError):
         self.reason = reason
 
 
+class InvalidBudgetError(InvalidOperationError):
+    """Raised when a heavy operation's ``budget_s`` (or ``heavy``) is not what it must be."""
+
+
 class RevisionApplyError(RevisionError):
     """Raised when executing one recorded operation fails; earlier revisions stay applied."""
 
@@ -145,3 +149,12 @@ class RevisionCodeError(RevisionFolderError):
         )
         self.revision = revision
         self.cause = cause
+
+
+class HeavyBudgetError(RevisionFolderError):
+    """Raised when a revision's heavy budget (``heavy_budget_s``, or ``budget_s`` of a heavy
+    operation) is not a positive number of seconds, or a heavy operation has none at all."""
+
+    def __init__(self, path: Path | str, revision: str, reason: str) -> None:
+        super().__init__(path, f"revision {revision}: {reason}")
+        self.revision = revision

@@ -95,6 +95,9 @@ class CreateIndex:
     name: str
     params: Mapping[str, Any] = field(default_factory=dict)
     concurrently: bool = False
+    # Heavy: may outlast DATASET_TIMEOUT_S; the run gives its dataset ``budget_s`` instead.
+    heavy: bool = False
+    budget_s: float | None = None
 
     def describe(self) -> str:
         return f"create_index({self.collection!r}, {list(self.columns)!r}, kind={self.kind!r})"
@@ -118,6 +121,8 @@ class Backfill:
     columns: tuple[str, ...]
     batch_size: int
     where: str | None = None
+    heavy: bool = False
+    budget_s: float | None = None
 
     def describe(self) -> str:
         return f"backfill({self.collection!r}, {self.column!r}, columns={list(self.columns)!r})"
@@ -159,6 +164,9 @@ Operation = (
     | Execute
     | Native
 )
+
+
+HeavyOperation = CreateIndex | Backfill
 
 
 def is_phased(operation: Operation) -> bool:

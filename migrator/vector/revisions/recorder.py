@@ -7,10 +7,11 @@ against the provider, so a bad call fails naming the revision and the operation.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from migrator.vector.revisions.errors import InvalidOperationError
+from migrator.vector.revisions.errors import InvalidBudgetError, InvalidOperationError
 from migrator.vector.revisions.ops import (
     AddColumn,
     AlterColumn,
@@ -189,13 +190,18 @@ class Operations:
         kind: str = "btree",
         name: str | None = None,
         concurrently: bool = False,
+        heavy: bool = False,
+        budget_s: float | None = None,
         **params: Any,
     ) -> None:
         """An index (a no-op when one of that name exists). Kinds: btree everywhere; hnsw,
         ivfflat on pgvector; bitmap, label_list, ivf_flat, ivf_pq, ivf_hnsw_sq, ivf_hnsw_pq on
         LanceDB. ``metric`` is l2, cosine or ip; other params are the store's own.
+        ``heavy=True, budget_s=S``: the build may take S seconds, longer than
+        DATASET_TIMEOUT_S; its dataset gets that budget and a heavy slot of its server.
 
         >>> op.create_index("chunks", "embedding", kind="hnsw", metric="cosine", m=16)
+        >>> op.create_index("chunks", "embedding", kind="hnsw", heavy=True, budget_s=3600)
         """
         cols = (columns,) if isinstance(columns, str) else tuple(columns)
         what = f"create_index({collection!r}, {list(cols)!r})"
@@ -206,7 +212,19 @@ class Operations:
             self._name(column, "column", what)
         index_name = name or f"{collection}_{'_'.join(cols)}_{kind}"[:63]
         self._name(index_name, "index", what)
-        self._record(CreateIndex(collection, cols, kind, index_name, params, concurrently))
+        heavy, budget_s = self._heavy(heavy, budget_s, what)
+        self._record(
+            CreateIndex(
+                collection,
+                cols,
+                kind,
+                index_name,
+                params,
+                concurrently,
+                heavy=heavy,
+                budget_s=budget_s,
+            )
+        )
 
     def drop_index(self, collection: str, name: str, *, concurrently: bool = False) -> None:
         """Drop an index by name (a no-op when absent). >>> op.drop_index("chunks", "ix")"""
@@ -226,10 +244,13 @@ class Operations:
         columns: Iterable[str],
         batch_size: int = DEFAULT_BATCH_SIZE,
         where: str | None = None,
+        heavy: bool = False,
+        budget_s: float | None = None,
     ) -> None:
         """Fill ``column`` with ``fn(batch)``: ``batch`` is a ``pyarrow.RecordBatch`` holding only
         ``columns``, the result one value per row. Batch by batch, checkpointed in the dataset
         database: a killed backfill resumes after its last committed batch.
+        ``heavy=True, budget_s=S`` as for ``create_index`` (an embedding service's backfill).
 
         >>> op.backfill("chunks", "embedding_768", embed, columns=["text"], batch_size=500)
         """
@@ -245,7 +266,12 @@ class Operations:
             self._refuse(what, "fn must be callable: fn(batch) -> values")
         if not isinstance(batch_size, int) or batch_size < 1:
             self._refuse(what, f"batch_size must be a positive integer, got {batch_size!r}")
-        self._record(Backfill(collection, column, fn, sources, batch_size, where))
+        heavy, budget_s = self._heavy(heavy, budget_s, what)
+        self._record(
+            Backfill(
+                collection, column, fn, sources, batch_size, where, heavy=heavy, budget_s=budget_s
+            )
+        )
 
     # ---- the embedding-change recipe (expand, then contract in a later revision) ------------
 
@@ -305,6 +331,21 @@ class Operations:
         if problem:
             self._refuse(operation.describe(), f"{problem} (provider {self.provider})")
         self.recorded.append(operation)
+
+    def _heavy(self, heavy: bool, budget_s: float | None, what: str) -> tuple[bool, float | None]:
+        """``budget_s`` alone also makes the operation heavy; a heavy one without it takes the
+        revision's ``heavy_budget_s`` (the chain refuses a heavy revision with neither)."""
+        if not isinstance(heavy, bool):
+            raise InvalidBudgetError(
+                self.revision, what, f"heavy must be True or False, got {heavy!r}"
+            )
+        if budget_s is None:
+            return heavy, None
+        number = not isinstance(budget_s, bool) and isinstance(budget_s, int | float)
+        if not number or not 0 < budget_s < math.inf:
+            reason = f"budget_s must be a positive number of seconds, got {budget_s!r}"
+            raise InvalidBudgetError(self.revision, what, reason)
+        return True, float(budget_s)
 
     def _refuse(self, what: str, reason: str) -> None:
         raise InvalidOperationError(self.revision, what, reason)

@@ -6,6 +6,7 @@ A revision file is plain Python::
     revision = "0004_add_lang"
     down_revision = "0003_create_index"   # None for the first revision
     providers = ("pgvector",)             # optional: only when it uses a provider's own op
+    heavy_budget_s = 1800                 # optional: heavy, may take this long (seconds)
 
     def upgrade(op): ...
     def downgrade(op): ...                # optional
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from typing import Any
 
 from migrator.vector.revisions.errors import (
     BadRevisionAttributeError,
+    HeavyBudgetError,
     MissingUpgradeError,
     RevisionFolderNotFoundError,
     RevisionImportError,
@@ -43,6 +46,8 @@ class Revision:
     upgrade: Step
     downgrade: Step | None = None
     providers: tuple[str, ...] | None = None
+    # Declared heavy (its datasets get this many seconds instead of DATASET_TIMEOUT_S).
+    heavy_budget_s: float | None = None
 
     def supports(self, provider: str) -> bool:
         return self.providers is None or provider in self.providers
@@ -88,7 +93,25 @@ def load_file(path: Path) -> Revision:
         upgrade=upgrade,
         downgrade=downgrade,
         providers=_providers(path, module),
+        heavy_budget_s=_heavy_budget_s(path, revision, module),
     )
+
+
+def _heavy_budget_s(path: Path, revision: str, module: ModuleType) -> float | None:
+    value = getattr(module, "heavy_budget_s", None)
+    if value is None:
+        return None
+    return checked_budget_s(value, path, revision, "heavy_budget_s")
+
+
+def checked_budget_s(value: object, path: Path, revision: str, what: str) -> float:
+    """``value`` as seconds; ``HeavyBudgetError`` naming the revision unless it is a positive,
+    finite number (a bool is not one)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise HeavyBudgetError(
+            path, revision, f"{what} must be a positive number of seconds, got {value!r}"
+        )
+    return float(value)
 
 
 def _providers(path: Path, module: ModuleType) -> tuple[str, ...] | None:
