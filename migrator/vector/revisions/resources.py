@@ -140,19 +140,19 @@ class HeavyOptions:
 
 
 def describe_progress(progress: dict[str, Any]) -> str:
-    """One short line for a person: ``building index hnsw ix 43% (loading tuples)``."""
+    """One short line for a person, from a recorded progress object:
+    ``create_index hnsw ix 43% of 1200 blocks (building index: loading tuples)``."""
     operation = str(progress.get("operation") or "?")
     done, total = progress.get("done"), progress.get("total")
-    unit = progress.get("unit") or ""
+    unit = str(progress.get("unit") or "")
     if isinstance(done, int) and isinstance(total, int) and total > 0:
-        amount = f"{min(100, done * 100 // total)}% ({done}/{total} {unit})"
+        amount = f" {min(100, done * 100 // total)}% of {total} {unit}".rstrip()
     elif isinstance(done, int):
-        amount = f"{done} {unit}".strip()
+        amount = f" {done} {unit}".rstrip()
     else:
         amount = ""
     phase = progress.get("phase")
-    text = f"{operation} {amount}".strip()
-    return f"{text} [{phase}]" if phase else text
+    return f"{operation}{amount}" + (f" ({phase})" if phase else "")
 
 
 class RateLimiter:
