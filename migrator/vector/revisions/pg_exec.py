@@ -308,13 +308,17 @@ async def _clear_leftover(session: _Session, op: CreateIndex) -> None:
 
 
 async def _build(session: _Session, op: CreateIndex, *, local: bool) -> None:
-    """CREATE INDEX with its session settings, progress sampled meanwhile. Inside the
-    revision's transaction the settings are SET LOCAL (a rollback undoes them); a concurrent
-    build runs outside any transaction, so they are SET on the session and RESET after."""
+    """CREATE INDEX with its session settings, progress sampled and the server's notices
+    logged meanwhile. Inside the revision's transaction the settings are SET LOCAL and put
+    back after (a rollback undoes them anyway); a concurrent build runs outside any
+    transaction, so they are SET on the session and RESET after."""
     conn = session.conn
     settings = session.resources.index_settings(op.maintenance_work_mem, op.parallel_workers)
+    before = {name: await conn.fetchval("SELECT current_setting($1)", name) for name in settings}
     for name, value in settings.items():
         await conn.execute("SELECT set_config($1, $2, $3)", name, value, local)
+    notices = _NoticeLog(f"{session.sql.schema}.{op.name}", settings)
+    conn.add_log_listener(notices)
     try:
         async with pg_watch.watching(
             session.side_connect,
@@ -326,11 +330,34 @@ async def _build(session: _Session, op: CreateIndex, *, local: bool) -> None:
             for statement in session.sql.statements(op):
                 await conn.execute(statement)
     finally:
-        if not local and settings and not conn.is_closed():
+        conn.remove_log_listener(notices)
+        if settings and not conn.is_closed():
             # After a cancelled build the connection may refuse; the adapter drops it then.
             with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
-                for name in settings:
-                    await conn.execute(f"RESET {name}")
+                await _restore(conn, before, local)
+
+
+async def _restore(conn: asyncpg.Connection, before: dict[str, str], local: bool) -> None:
+    for name, value in before.items():
+        if local:
+            await conn.execute("SELECT set_config($1, $2, true)", name, value)
+        else:
+            await conn.execute(f"RESET {name}")
+
+
+class _NoticeLog:
+    """Logs what the server says during a build: pgvector's "hnsw graph no longer fits into
+    maintenance_work_mem" is the hint that the build will be slow and wants more memory."""
+
+    def __init__(self, index: str, settings: dict[str, str]) -> None:
+        self.index = index
+        self.settings = ", ".join(f"{k}={v}" for k, v in settings.items()) or "server defaults"
+
+    def __call__(self, _conn: object, message: asyncpg.PostgresLogMessage) -> None:
+        text = str(getattr(message, "message", message))
+        # The memory hint is worth a warning; "already exists, skipping" and the like are not.
+        level = logging.WARNING if "maintenance_work_mem" in text else logging.INFO
+        log.log(level, "Index build %s (%s): the server says: %s", self.index, self.settings, text)
 
 
 def _operation_name(op: CreateIndex) -> str:
