@@ -155,7 +155,7 @@ class IndexBuildInProgressError(RevisionError):
     def __init__(self, schema: str, index: str, pid: int, phase: str, waited_s: float) -> None:
         super().__init__(
             f"index {schema}.{index} is still being built by server process {pid} "
-            f"(phase {phase!r}) after waiting {waited_s:.0f}s; it was left alone: the next run "
+            f"(phase {phase!r}) after waiting {waited_s:.1f}s; it was left alone: the next run "
             f"finishes or rebuilds it (or end that build: SELECT pg_cancel_backend({pid}))"
         )
         self.schema = schema

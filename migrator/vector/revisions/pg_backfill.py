@@ -83,6 +83,8 @@ async def run_backfill(
         if on_progress is not None:
             shown_total = max(total, rows_done) if total is not None else None
             on_progress(OperationProgress(operation, None, rows_done, shown_total, "rows"))
+        if len(rows) < batch_rows:
+            return written  # a short batch was the last one: nothing to wait for
         await limiter.wait(len(rows))
 
 
