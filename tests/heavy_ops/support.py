@@ -23,13 +23,15 @@ INDEX = "items_embedding_hnsw"
 COLLECTION = 'op.create_collection("items", {"id": "string"}, vector={"embedding": %d})'
 
 
-def index_folder(root: Path, index_call: str) -> Path:
-    """0001 makes ``items``; 0002 builds the index as ``index_call`` (an ``op.`` line) says."""
+def index_folder(root: Path, index_call: str, module_code: str = "") -> Path:
+    """0001 makes ``items``; 0002 does what ``index_call`` (``op.`` lines) says, with
+    ``module_code`` (functions a backfill calls) at module level."""
+    second = revision_file("0002_index", "0001_items", index_call)
     return write_folder(
         root,
         {
             "0001_items.py": revision_file("0001_items", None, COLLECTION % DIMENSION),
-            "0002_index.py": revision_file("0002_index", "0001_items", index_call),
+            "0002_index.py": second + ("\n\n" + module_code if module_code else ""),
         },
     )
 
