@@ -17,7 +17,7 @@ import pytest
 from migrator.runs.dataset import migrate_target
 from migrator.settings import Settings
 from migrator.states import DatasetStatus
-from migrator.vector.base import StepFailed
+from migrator.vector.base import DatasetTarget, StepFailed
 from migrator.vector.revisions.errors import IndexBuildInProgressError, RevisionApplyError
 from tests.heavy_ops.support import (
     INDEX,
@@ -37,7 +37,7 @@ UrlFactory = Callable[[], str]
 ROWS = 3000
 
 
-async def _ready(url: str, settings: Settings, rows: int = ROWS) -> tuple[object, str]:
+async def _ready(url: str, settings: Settings, rows: int = ROWS) -> tuple[DatasetTarget, str]:
     """The dataset at 0001 with ``rows`` vectors: the index build of 0002 has work to do."""
     t, schema = dataset(url)
     await migrate(t, settings, "0001_items")
@@ -60,10 +60,10 @@ def test_sigkill_during_a_concurrent_build_then_a_clean_next_run(
     # The killed run builds slowly (1MB: pgvector builds on disk); the next one with its default.
     settings = make_settings(VECTOR_MIGRATIONS=folder, INDEX_MAINTENANCE_WORK_MEM="1MB")
     url = pgvector_db()
-    t, schema = asyncio.run(_ready(url, settings))  # type: ignore[misc]
+    t, schema = asyncio.run(_ready(url, settings))
 
     child = subprocess.Popen(
-        [sys.executable, "-m", "tests.heavy_ops.build_child", url, t.dataset_id],  # type: ignore[attr-defined]
+        [sys.executable, "-m", "tests.heavy_ops.build_child", url, t.dataset_id],
         cwd=PROJECT_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -81,12 +81,12 @@ def test_sigkill_during_a_concurrent_build_then_a_clean_next_run(
     assert asyncio.run(indexes(url, schema))[INDEX][0] is False
 
     settings = make_settings(VECTOR_MIGRATIONS=folder, INDEX_MAINTENANCE_WORK_MEM="")
-    steps = asyncio.run(migrate(t, settings))  # type: ignore[arg-type]
+    steps = asyncio.run(migrate(t, settings))
     assert steps.applied == ("0002_index",)
     found = asyncio.run(indexes(url, schema))
     assert found[INDEX][0] is True
     assert all(valid for valid, _ in found.values()), found
-    assert asyncio.run(version_of(t, settings)) == "0002_index"  # type: ignore[arg-type]
+    assert asyncio.run(version_of(t, settings)) == "0002_index"
 
 
 def test_a_concurrent_build_timed_out_is_dropped_and_rebuilt_by_the_next_run(
@@ -99,14 +99,14 @@ def test_a_concurrent_build_timed_out_is_dropped_and_rebuilt_by_the_next_run(
     url = pgvector_db()
     t, schema = asyncio.run(_ready(url, slow))
 
-    outcome = asyncio.run(migrate_target(t, slow))  # type: ignore[arg-type]
+    outcome = asyncio.run(migrate_target(t, slow))
     assert outcome.status == DatasetStatus.TIMED_OUT, outcome
     asyncio.run(wait_until(lambda: _no_build(url), 20, "the cancelled build to end"))
     leftover = asyncio.run(indexes(url, schema))[INDEX]
     assert leftover[0] is False
 
     settings = make_settings(INDEX_MAINTENANCE_WORK_MEM="", DATASET_TIMEOUT_S="300")
-    assert asyncio.run(migrate(t, settings)).applied == ("0002_index",)  # type: ignore[arg-type]
+    assert asyncio.run(migrate(t, settings)).applied == ("0002_index",)
     rebuilt = asyncio.run(indexes(url, schema))[INDEX]
     assert rebuilt[0] is True and rebuilt[1] != leftover[1]  # dropped, then built anew
 
@@ -121,12 +121,12 @@ def test_a_plain_build_timed_out_leaves_nothing(
     url = pgvector_db()
     t, schema = asyncio.run(_ready(url, slow))
 
-    outcome = asyncio.run(migrate_target(t, slow))  # type: ignore[arg-type]
+    outcome = asyncio.run(migrate_target(t, slow))
     assert outcome.status == DatasetStatus.TIMED_OUT, outcome
     asyncio.run(wait_until(lambda: _no_build(url), 20, "the cancelled build to end"))
     # The build ran inside the revision's transaction: rolled back, no index, no record.
     assert INDEX not in asyncio.run(indexes(url, schema))
-    assert asyncio.run(version_of(t, slow)) == "0001_items"  # type: ignore[arg-type]
+    assert asyncio.run(version_of(t, slow)) == "0001_items"
 
 
 def test_a_live_build_by_another_server_process_is_waited_for_not_dropped(
@@ -148,7 +148,7 @@ def test_a_live_build_by_another_server_process_is_waited_for_not_dropped(
             build = asyncio.create_task(other.execute(sql))
             await wait_until(lambda: _building(url), 30, "the other build under way")
             with pytest.raises(StepFailed) as failed:
-                await migrate(t, settings)  # type: ignore[arg-type]
+                await migrate(t, settings)
             await build
         applying = failed.value.cause
         assert isinstance(applying, RevisionApplyError) and applying.revision == "0002_index"
@@ -162,7 +162,7 @@ def test_a_live_build_by_another_server_process_is_waited_for_not_dropped(
     assert built[0] is True  # the other process's build finished: nothing dropped it
 
     # Once it is done, the revision finds the index there and records itself.
-    assert asyncio.run(migrate(t, settings)).applied == ("0002_index",)  # type: ignore[arg-type]
+    assert asyncio.run(migrate(t, settings)).applied == ("0002_index",)
     assert asyncio.run(indexes(url, schema))[INDEX] == built
 
 
@@ -185,7 +185,7 @@ def test_a_waiting_build_reports_the_other_process_and_finishes_after_it(
             build = asyncio.create_task(other.execute(sql))
             await wait_until(lambda: _building(url), 30, "the other build under way")
             oid = (await indexes(url, schema))[INDEX][1]
-            steps = await migrate(t, settings, on_progress=lambda p: heard.append(p.operation))  # type: ignore[arg-type]
+            steps = await migrate(t, settings, on_progress=lambda p: heard.append(p.operation))
             await build
             assert steps.applied == ("0002_index",)
             return oid
@@ -213,7 +213,7 @@ def test_resources_reach_the_build(
         url = pgvector_db()
         t, _ = asyncio.run(_ready(url, settings, rows=1500))
         caplog.clear()
-        asyncio.run(migrate(t, settings))  # type: ignore[arg-type]
+        asyncio.run(migrate(t, settings))
         said = [
             r for r in caplog.records if "no longer fits into maintenance_work_mem" in r.message
         ]
