@@ -29,6 +29,7 @@ from migrator.states import DatasetStatus, count_badly
 from migrator.vector.base import DatasetTarget, RevisionAdapter, RevisionGoal, StepFailed
 from migrator.vector.chain_config import as_revision
 from migrator.vector.registry import adapter_factory
+from migrator.vector.revisions.errors import IndexBuildInProgressError, RevisionApplyError
 from migrator.vector.revisions.resources import OnProgress
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
+    # Another server process still building the index: nothing wrong with the revision.
+    IndexBuildInProgressError,
 )
 
 
@@ -119,6 +122,8 @@ def revision_raised(exc: BaseException, step: str) -> bool:
     """True when the migration itself raised: not while opening or connecting, and not an
     outage (a connection error, a timeout), so a server outage never quarantines a fleet."""
     cause = exc.cause if isinstance(exc, StepFailed) else exc
+    if isinstance(cause, RevisionApplyError):
+        cause = cause.cause  # what the operation met: an outage inside a revision is one too
     return step not in OUTAGE_STEPS and not isinstance(cause, OUTAGE_ERRORS)
 
 

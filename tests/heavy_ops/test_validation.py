@@ -9,9 +9,15 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from migrator.runs.dataset import revision_raised
 from migrator.settings import Settings
+from migrator.vector.base import StepFailed
 from migrator.vector.revisions import Operations
-from migrator.vector.revisions.errors import InvalidOperationError
+from migrator.vector.revisions.errors import (
+    IndexBuildInProgressError,
+    InvalidOperationError,
+    RevisionApplyError,
+)
 from migrator.vector.revisions.ops import Backfill, CreateIndex
 from migrator.vector.revisions.resources import Resources
 
@@ -110,3 +116,12 @@ def test_settings_defaults(make_settings: Callable[..., Settings]) -> None:
     assert make_settings(INDEX_PARALLEL_WORKERS="").resources() == Resources(
         None, None, 1000, 0.0, 2.0, 60.0
     )
+
+
+def test_a_live_build_elsewhere_is_no_failure_of_the_revision() -> None:
+    """It never counts toward quarantine; a revision's own error still does."""
+    live = IndexBuildInProgressError("ds_x", "ix", 4242, "building index: loading tuples", 60.0)
+    wrapped = StepFailed("0002_index", RevisionApplyError("0002_index", "create_index(...)", live))
+    assert not revision_raised(wrapped, "0002_index")
+    own = RevisionApplyError("0002_index", "create_index(...)", ValueError("bad parameter"))
+    assert revision_raised(StepFailed("0002_index", own), "0002_index")
