@@ -65,6 +65,11 @@ async def _write_and_read(settings: Settings) -> tuple[bool, bool, list[DatasetO
     async with control_plane(settings) as engine:
         running = await store.write_progress(engine, RUN_ID, IDS[0], PROGRESS)
         finished = await store.write_progress(engine, RUN_ID, IDS[1], PROGRESS)
+        # What `enqueue --wait` polls: the running dataset's operation with the counts.
+        progress = await store.read_progress(engine, RUN_ID)
+        assert progress is not None and progress.done == 1
+        (operation,) = progress.operations
+        assert operation.dataset_id == IDS[0] and operation.progress["done"] == 5
         return running, finished, (await store.get_run(engine, RUN_ID)).datasets
 
 
