@@ -3,8 +3,9 @@
 The executors report through a plain callback (``OnProgress``), as often as they sample; this
 relay keeps the latest report, writes it to ``migration_run_datasets.progress`` at most once
 per ``interval_s`` (one write in flight at a time, off the migration's own path), and tells an
-in-process listener (the ``migrator run`` progress bar) at once. A failed write is logged and
-never fails the migration it describes.
+in-process listener (the ``migrator run`` progress bar) at once. The first write waits until the
+dataset has been migrating for ``interval_s``: a fleet of quick datasets costs the control plane
+nothing more. A failed write is logged and never fails the migration it describes.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class ProgressRelay:
         self._listener = listener
         self._latest: dict[str, Any] | None = None
         self._written: dict[str, Any] | None = None
-        self._last_write_at = -float("inf")
+        self._last_write_at = time.monotonic()  # nothing worth showing before one interval
         self._task: asyncio.Task[None] | None = None
 
     def report(self, progress: OperationProgress) -> None:
@@ -52,12 +53,13 @@ class ProgressRelay:
             self._task = asyncio.get_running_loop().create_task(self._flush())
 
     async def close(self) -> None:
-        """Write what is not written yet (where the last operation got), then stop. Called
-        before the dataset's outcome is recorded: a running row takes it."""
+        """Once anything was written, write the latest too (where the last operation got),
+        then stop. Called before the dataset's outcome is recorded: a running row takes it."""
         if self._task is not None:
             with contextlib.suppress(Exception):
                 await self._task
-        await self._flush()
+        if self._written is not None:
+            await self._flush()
 
     async def _flush(self) -> None:
         latest = self._latest

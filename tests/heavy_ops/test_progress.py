@@ -21,6 +21,7 @@ from migrator.models import migration_run_datasets
 from migrator.relational import upgrade_to_head
 from migrator.runs import store
 from migrator.runs.inprocess import run_startup_migrations
+from migrator.runs.progress_relay import ProgressRelay
 from migrator.settings import Settings
 from migrator.states import DatasetStatus
 from migrator.vector.pgvector_adapter import schema_for
@@ -145,3 +146,33 @@ def test_the_progress_bar_shows_a_dataset_operation() -> None:
     assert out.getvalue() == (
         "run r: ds-7: create_index hnsw ix 43% of 100 blocks (building index: loading tuples)\n"
     )
+
+
+def test_the_relay_writes_nothing_for_a_quick_dataset_and_throttles_a_long_one() -> None:
+    written: list[int] = []
+    heard: list[int] = []
+
+    async def write(progress: dict[str, Any]) -> None:
+        written.append(progress["done"])
+
+    def step(done: int) -> OperationProgress:
+        return OperationProgress("backfill t.c", None, done, 10, "rows")
+
+    async def quick() -> None:
+        relay = ProgressRelay("d", write, 0.2, lambda _d, p: heard.append(p.done))
+        relay.report(step(1))
+        await relay.close()
+
+    async def long() -> None:
+        relay = ProgressRelay("d", write, 0.2)
+        relay.report(step(1))  # within the first interval: not written
+        await asyncio.sleep(0.25)
+        relay.report(step(2))  # due: written
+        await asyncio.sleep(0.05)
+        relay.report(step(3))  # within the interval of the last write: kept, not written
+        await relay.close()  # the latest, so the record ends where the operation got
+
+    asyncio.run(quick())
+    assert (written, heard) == ([], [1])
+    asyncio.run(long())
+    assert written == [2, 3]

@@ -94,6 +94,8 @@ async def _sample(
 ) -> None:
     conn: asyncpg.Connection | None = None
     try:
+        # A build done within one interval (most of a fleet's) never opens the side session.
+        await asyncio.sleep(interval_s)
         conn = await connect()
         while True:
             row = await conn.fetchrow(SAMPLE, pid)
