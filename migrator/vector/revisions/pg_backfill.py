@@ -45,7 +45,6 @@ async def run_backfill(
     call (a resumed backfill counts only what it wrote)."""
     resources = resources or Resources()
     batch_rows = resources.batch_rows(op.batch_size)
-    limiter = RateLimiter(resources.rate_limit(op.rate_limit_rows_s))
     key, key_type = await _primary_key(conn, sql, op.collection)
     target_type = await _column_type(conn, sql, op.collection, op.column)
     source_types = [await _column_type(conn, sql, op.collection, c) for c in op.columns]
@@ -68,6 +67,7 @@ async def run_backfill(
     if not op.where:
         total = (await pg_store.row_estimates(conn, sql.schema)).get(op.collection)
     operation = f"backfill {op.collection}.{op.column}"
+    limiter = RateLimiter(resources.rate_limit(op.rate_limit_rows_s))
     while True:
         async with conn.transaction():
             rows = await conn.fetch(select, position)

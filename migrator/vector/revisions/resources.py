@@ -156,20 +156,22 @@ def describe_progress(progress: dict[str, Any]) -> str:
 
 
 class RateLimiter:
-    """Sleeps so that rows written stay at or under ``rows_per_s`` since the first batch."""
+    """Paces batches at ``rows_per_s`` (0: unlimited): a batch may start no sooner than the
+    previous one's rows at that rate after the previous one could. A slow stretch (a slow
+    embedding service) is not made up by a burst after it: what the limit protects never sees
+    more than the rate over any run of batches."""
 
     def __init__(self, rows_per_s: float) -> None:
         self.rows_per_s = rows_per_s
-        self._started = time.monotonic()
-        self._rows = 0
+        self._next_at = time.monotonic()
 
     def delay_s(self, rows: int) -> float:
-        """Count ``rows`` written; how long to wait before the next batch."""
-        self._rows += rows
+        """After a batch of ``rows``: how long to wait before the next one."""
         if self.rows_per_s <= 0:
             return 0.0
-        due = self._started + self._rows / self.rows_per_s
-        return max(0.0, due - time.monotonic())
+        now = time.monotonic()
+        self._next_at = max(now, self._next_at + rows / self.rows_per_s)
+        return self._next_at - now
 
     async def wait(self, rows: int) -> None:
         delay = self.delay_s(rows)
