@@ -25,6 +25,7 @@ from migrator.runs.progress_relay import ProgressRelay
 from migrator.settings import Settings
 from migrator.states import DatasetStatus
 from migrator.vector.pgvector_adapter import schema_for
+from migrator.vector.revisions.pg_watch import progress_of
 from migrator.vector.revisions.resources import OperationProgress
 from tests.heavy_ops.support import INDEX, fill, hnsw, index_folder, migrate
 from tests.vector.helpers import insert_raw_dataset, target
@@ -176,3 +177,22 @@ def test_the_relay_writes_nothing_for_a_quick_dataset_and_throttles_a_long_one()
     assert (written, heard) == ([], [1])
     asyncio.run(long())
     assert written == [2, 3]
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        # HNSW after a backfill: half the heap dead, scanned far ahead of the graph.
+        ({"blocks_done": 218680, "blocks_total": 400000, "tuples_done": 93404}, (93404, 1000000)),
+        ({"blocks_done": 5, "blocks_total": 10, "tuples_done": 0}, (5, 10)),
+        ({"tuples_total": 50, "tuples_done": 20, "blocks_total": 0}, (20, 50)),
+        ({"tuples_done": 7, "reltuples": -1}, (7, None)),
+    ],
+)
+def test_an_index_build_sample_reads_as_the_most_truthful_fraction(
+    row: dict[str, Any], expected: tuple[int, int | None]
+) -> None:
+    full = {"phase": "building index: loading tuples", "blocks_done": 0, "blocks_total": 0}
+    full |= {"tuples_done": 0, "tuples_total": 0, "reltuples": 1_000_000.0, **row}
+    progress = progress_of("create_index hnsw ix", full)  # type: ignore[arg-type]
+    assert (progress.done, progress.total) == expected

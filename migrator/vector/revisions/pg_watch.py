@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 SideConnect = Callable[[], Awaitable[asyncpg.Connection]]
 
 SAMPLE = (
-    "SELECT phase, blocks_total, blocks_done, tuples_total, tuples_done "
-    "FROM pg_stat_progress_create_index WHERE pid = $1"
+    "SELECT p.phase, p.blocks_total, p.blocks_done, p.tuples_total, p.tuples_done, "
+    "c.reltuples FROM pg_stat_progress_create_index p "
+    "LEFT JOIN pg_class c ON c.oid = p.relid WHERE p.pid = $1"
 )
 # A build of this index by any other backend: the view's row names the index once it exists
 # in the catalog, which an INVALID leftover does.
@@ -53,14 +54,22 @@ async def live_build(conn: asyncpg.Connection, schema: str, index: str) -> LiveB
 
 
 def progress_of(operation: str, row: asyncpg.Record) -> OperationProgress:
-    """One view row as progress: blocks while the table is scanned, else tuples."""
-    if row["blocks_total"]:
-        done, total, unit = row["blocks_done"], row["blocks_total"], "blocks"
-    elif row["tuples_total"]:
-        done, total, unit = row["tuples_done"], row["tuples_total"], "tuples"
+    """One view row as progress. Tuples of the server's total when it gives one (btree's
+    sort, a concurrent build's validation); tuples inserted of the table's estimated rows
+    when the access method counts them without a total (pgvector's HNSW and IVFFlat): blocks
+    scanned would mislead there, as a table with dead tuples (after a backfill) is scanned
+    far ahead of the graph; else blocks scanned of the table's."""
+    tuples_done = int(row["tuples_done"] or 0)
+    estimate = round(row["reltuples"] or 0)
+    if row["tuples_total"]:
+        done, total, unit = tuples_done, int(row["tuples_total"]), "tuples"
+    elif tuples_done and estimate > 0:
+        done, total, unit = tuples_done, max(estimate, tuples_done), "tuples"
+    elif row["blocks_total"]:
+        done, total, unit = int(row["blocks_done"]), int(row["blocks_total"]), "blocks"
     else:
-        done, total, unit = row["tuples_done"] or 0, None, "tuples"
-    return OperationProgress(operation, str(row["phase"]), int(done), total, unit)
+        done, total, unit = tuples_done, None, "tuples"
+    return OperationProgress(operation, str(row["phase"]), done, total, unit)
 
 
 @contextlib.asynccontextmanager
