@@ -53,18 +53,19 @@ def calls(log: Path) -> list[tuple[float, str, int]]:
     return [(float(t), first, int(n)) for t, first, n in (line.split("\t") for line in lines)]
 
 
-def spacing_ok(log: Path, rows_per_s: float, batch_rows: int) -> None:
+def spacing_ok(log: Path, rows_per_s: float, batch_rows: int, slack_s: float) -> None:
     """Call k starts no sooner than k - 1 batches at the limit after the second (the first
-    may start at once; a little slack for reading a batch, which the wait does not cover)."""
+    may start at once; ``slack_s`` for reading a batch, which the wait does not cover)."""
     started = [t for t, _, _ in calls(log)]
     assert len(started) >= 4, started
     for k, at in enumerate(started[1:]):
-        assert at - started[1] >= k * batch_rows / rows_per_s - 0.05, (k, started)
+        assert at - started[1] >= k * batch_rows / rows_per_s - slack_s, (k, started)
 
 
 @pytest.mark.parametrize(
     ("env_limit", "op_limit", "effective"),
-    [("1000", None, 1000.0), ("1000", 500, 500.0)],
+    # 0.4 s and 0.5 s a batch: far above what reading a batch takes on a loaded machine.
+    [("250", None, 250.0), ("1000", 200, 200.0)],
 )
 def test_pgvector_backfill_keeps_to_its_rate_limit(
     make_settings: Callable[..., Settings],
@@ -85,12 +86,12 @@ def test_pgvector_backfill_keeps_to_its_rate_limit(
 
     async def scenario() -> None:
         await migrate(t, settings, "0001_items")
-        await fill(url, schema, 500)
+        await fill(url, schema, 400)
         await migrate(t, settings)
 
     asyncio.run(scenario())
-    assert [n for _, _, n in calls(log)] == [100] * 5
-    spacing_ok(log, effective, 100)
+    assert [n for _, _, n in calls(log)] == [100] * 4
+    spacing_ok(log, effective, 100, slack_s=0.15)
 
 
 def test_pgvector_backfill_cut_off_by_the_time_limit_resumes_after_its_last_batch(
@@ -182,7 +183,7 @@ def test_lancedb_backfill_batch_rows_rate_limit_and_progress(
 
     asyncio.run(scenario())
     assert [n for _, _, n in calls(log)] == [100] * 6
-    spacing_ok(log, 2000, 100)
+    spacing_ok(log, 2000, 100, slack_s=0.04)  # batches of a fragment follow in one thread
     assert [(p.done, p.total, p.unit) for p in heard] == [(300, 600, "rows"), (600, 600, "rows")]
 
 
