@@ -106,6 +106,8 @@ migration_run_datasets = sa.Table(
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("stage", sa.Integer(), nullable=False, server_default="0"),
+    # A long operation in flight: {operation, phase, done, total, unit, updated_at}.
+    sa.Column("progress", sa.JSON(), nullable=True),
     _check_in("status", DatasetStatus),
     sa.Index("ix_migration_run_datasets_status", "run_id", "status"),
 )

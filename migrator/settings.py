@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from migrator.vector.revisions.resources import Resources
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -234,6 +237,62 @@ class Settings(BaseSettings):
         description="Runs in a row a dataset's migration must itself fail before quarantine.",
     )
 
+    index_maintenance_work_mem: str = Field(
+        "",
+        description="maintenance_work_mem of a pgvector index build ('256MB', '1GB'); empty "
+        "(the default): the server's own. op.create_index(maintenance_work_mem=) wins.",
+    )
+    index_parallel_workers: int | None = Field(
+        None,
+        ge=0,
+        le=1024,
+        description="max_parallel_maintenance_workers of a pgvector index build (0: none); "
+        "unset (the default): the server's own. op.create_index(parallel_workers=) wins.",
+    )
+    backfill_batch_rows: int = Field(
+        1000,
+        ge=1,
+        le=1_000_000,
+        description="Rows per backfill batch (one commit and checkpoint each on pgvector, one "
+        "call of the function); op.backfill(batch_size=) wins.",
+    )
+    backfill_rate_limit_rows_s: float = Field(
+        0.0,
+        ge=0,
+        description="At most this many backfill rows a second, sleeping between batches; 0 "
+        "(the default): unlimited. op.backfill(rate_limit_rows_s=) wins.",
+    )
+    progress_interval_s: float = Field(
+        2.0,
+        gt=0,
+        le=300,
+        description="How often a running index build's progress is sampled, and at most how "
+        "often a dataset's progress is written to the run record.",
+    )
+
+    index_build_wait_s: float = Field(
+        60.0,
+        ge=0,
+        description="How long a pgvector index build waits for another server process still "
+        "building the same index (a killed migrator's build) before failing the dataset with "
+        "IndexBuildInProgressError; a dead build's leftover is dropped and rebuilt at once.",
+    )
+
+    @field_validator("index_maintenance_work_mem")
+    @classmethod
+    def _maintenance_work_mem(cls, value: str) -> str:
+        from migrator.vector.revisions.resources import memory_problem
+
+        problem = memory_problem(value) if value.strip() else None
+        if problem:
+            raise ValueError(f"INDEX_MAINTENANCE_WORK_MEM: {problem}")
+        return value.strip()
+
+    @field_validator("index_parallel_workers", mode="before")
+    @classmethod
+    def _empty_workers(cls, value: object) -> object:
+        return None if value == "" else value
+
     @field_validator("max_failures")
     @classmethod
     def _budget(cls, value: str) -> str:
@@ -278,6 +337,19 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_path(cls, value: object) -> object:
         return None if value == "" else value
+
+    def resources(self) -> Resources:
+        """The defaults of heavy operations (index builds, backfills) from these settings."""
+        from migrator.vector.revisions.resources import Resources
+
+        return Resources(
+            maintenance_work_mem=self.index_maintenance_work_mem or None,
+            parallel_workers=self.index_parallel_workers,
+            backfill_batch_rows=self.backfill_batch_rows,
+            backfill_rate_limit_rows_s=self.backfill_rate_limit_rows_s,
+            progress_interval_s=self.progress_interval_s,
+            live_build_wait_s=self.index_build_wait_s,
+        )
 
     @property
     def is_sqlite(self) -> bool:

@@ -38,6 +38,7 @@ from migrator.errors import (
 )
 from migrator.runs.request import RunRequest
 from migrator.runs.store import RunProgress
+from migrator.runs.summary import dataset_label
 from migrator.settings import Settings
 from migrator.states import FINAL_STATUSES, FINISHED_BADLY, count_badly
 
@@ -260,6 +261,10 @@ async def wait_for_run(
         state = await _progress(engine, run_id)
         if state is not None:
             progress.update(state.done, state.total, state.failed)
+            for running in state.operations:
+                progress.operation(
+                    dataset_label(running.dataset_id, running.name), running.progress
+                )
             if state.status != "running":
                 over_since = over_since or time.monotonic()
                 if time.monotonic() - over_since > RESULT_GRACE_S:

@@ -10,6 +10,7 @@ from typing import Any, TextIO
 from migrator.runs.summary import RunSummary
 from migrator.states import DatasetStatus
 from migrator.urls import escape_controls
+from migrator.vector.revisions.resources import describe_progress
 
 MAX_FAILED_SHOWN = 20
 # JSON summaries list every outcome up to this many datasets, only the failed ones beyond.
@@ -39,9 +40,13 @@ def print_summary(summary: RunSummary, stream: TextIO | None = None) -> None:
     )
     if summary.error:
         print(f"  error: {summary.error}", file=out)
+    running = [d for d in summary.datasets if d.status == DatasetStatus.RUNNING and d.progress]
+    for outcome in running[:MAX_FAILED_SHOWN]:
+        print(f"  running: {outcome.label}: {operation_line(outcome.progress)}", file=out)
     failed = [d for d in summary.datasets if d.finished_badly]
     for outcome in failed[:MAX_FAILED_SHOWN]:
-        print(f"  {outcome.status}: {outcome.label}: {outcome.error}", file=out)
+        last = f" (last: {operation_line(outcome.progress)})" if outcome.progress else ""
+        print(f"  {outcome.status}: {outcome.label}: {outcome.error}{last}", file=out)
     if len(failed) > MAX_FAILED_SHOWN:
         print(
             f"  ... and {len(failed) - MAX_FAILED_SHOWN} more (migrator status RUN_ID --json)",
@@ -57,6 +62,15 @@ def print_summary(summary: RunSummary, stream: TextIO | None = None) -> None:
         print(f"  ... and {len(summary.source_errors) - MAX_FAILED_SHOWN} more refused", file=out)
     if c.get("total", 0) == 0 and not summary.error and not summary.source_errors:
         print("  nothing pending: every dataset database is at head", file=out)
+
+
+def operation_line(progress: dict[str, Any] | None) -> str:
+    """A recorded long operation as one line, with when it was sampled; escaped, since object
+    names come from revision files."""
+    if not progress:
+        return ""
+    at = progress.get("updated_at")
+    return escape_controls(describe_progress(progress) + (f" at {at}" if at else ""))
 
 
 def print_table(
@@ -92,6 +106,7 @@ class Progress:
         self.description = description
         self.min_interval_s = min_interval_s
         self._last_line_at = 0.0
+        self._last_operation_at: dict[str, float] = {}
         self._bar: Any = None
         if enabled and self.stream.isatty():
             from tqdm import tqdm
@@ -115,6 +130,21 @@ class Progress:
                 file=self.stream,
                 flush=True,
             )
+
+    def operation(self, label: str, progress: dict[str, Any]) -> None:
+        """A dataset's long operation: ``ds-7: create_index hnsw ix 43% of ... (phase)``. On a
+        terminal it is the bar's postfix; otherwise a line at most every ``min_interval_s``
+        per dataset."""
+        if not self.enabled:
+            return
+        text = f"{escape_controls(label)}: {escape_controls(describe_progress(progress))}"
+        if self._bar is not None:
+            self._bar.set_postfix_str(text, refresh=True)
+            return
+        now = time.monotonic()
+        if now - self._last_operation_at.get(label, -float("inf")) >= self.min_interval_s:
+            self._last_operation_at[label] = now
+            print(f"{self.description}: {text}", file=self.stream, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:

@@ -87,6 +87,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> RunSummary:
             downgrade=args.downgrade,
             settings=settings,
             on_progress=progress.update,
+            on_operation=lambda dataset_id, op: progress.operation(dataset_id, op.to_dict()),
             prepare=(lambda engine: seed_demo_datasets(engine, settings)) if args.demo else None,
             rollout=rollout,
             retry_of=args.retry_failed,

@@ -22,6 +22,7 @@ from migrator.errors import (
 from migrator.runs import store
 from migrator.runs.goal import run_goal
 from migrator.runs.heavy import dataset_timeout_s, heavy_datasets, keep_run_alive, with_budget
+from migrator.runs.progress_relay import OperationListener, ProgressRelay
 from migrator.runs.rollout import budget_reason
 from migrator.runs.summary import DatasetOutcome, dataset_label, describe_error, quoted_name
 from migrator.settings import Settings
@@ -29,6 +30,8 @@ from migrator.states import DatasetStatus, count_badly
 from migrator.vector.base import DatasetTarget, RevisionAdapter, RevisionGoal, StepFailed
 from migrator.vector.chain_config import as_revision
 from migrator.vector.registry import adapter_factory
+from migrator.vector.revisions.errors import IndexBuildInProgressError, RevisionApplyError
+from migrator.vector.revisions.resources import OnProgress
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,8 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
+    # Another server process still building the index: nothing wrong with the revision.
+    IndexBuildInProgressError,
 )
 
 
@@ -51,12 +56,14 @@ async def migrate_target(
     target: DatasetTarget,
     settings: Settings,
     goal: RevisionGoal | None = None,
+    on_progress: OnProgress | None = None,
     *,
     budget_s: float | None = None,
 ) -> DatasetOutcome:
     """Open the target's adapter and bring it to ``goal`` (default: the configured chain's
-    head); every failure becomes an outcome. ``budget_s`` (a heavy dataset's) replaces
-    DATASET_TIMEOUT_S when it is longer, for the adapter too."""
+    head); every failure becomes an outcome. ``on_progress`` hears how its index builds and
+    backfills are doing (adapters of the revision chain only). ``budget_s`` (a heavy
+    dataset's) replaces DATASET_TIMEOUT_S when it is longer, for the adapter too."""
     started = time.monotonic()
     step = "open"
     adapter = None
@@ -79,7 +86,7 @@ async def migrate_target(
         step = "migrate"
         async with asyncio.timeout(settings.dataset_timeout_s):
             if isinstance(adapter, RevisionAdapter):
-                result = await adapter.run_migrations(goal)
+                result = await adapter.run_migrations(goal, on_progress=on_progress)
             elif goal is None or goal.is_plain_upgrade:
                 result = await run_migrations()  # third-party: brings itself to its head
             else:
@@ -123,6 +130,8 @@ def revision_raised(exc: BaseException, step: str) -> bool:
     """True when the migration itself raised: not while opening or connecting, and not an
     outage (a connection error, a timeout), so a server outage never quarantines a fleet."""
     cause = exc.cause if isinstance(exc, StepFailed) else exc
+    if isinstance(cause, RevisionApplyError):
+        cause = cause.cause  # what the operation met: an outage inside a revision is one too
     return step not in OUTAGE_STEPS and not isinstance(cause, OUTAGE_ERRORS)
 
 
@@ -133,8 +142,12 @@ async def migrate_registered(
     dataset_id: str,
     *,
     max_failures: int | None = None,
+    on_operation: OperationListener | None = None,
 ) -> DatasetOutcome:
     """Migrate a registered dataset within a run, recording start and end in the control plane.
+
+    While it migrates, how a long operation (an index build, a backfill) is doing goes to the
+    run record at most every PROGRESS_INTERVAL_S, and to ``on_operation`` at once.
 
     With ``max_failures`` (the run's failure budget) the dataset does not start once that many
     of the run's datasets finished badly: it is recorded ``deferred`` with the reason.
@@ -175,18 +188,29 @@ async def migrate_registered(
             outcome = started
         else:
             target, goal, budget_s = started
-            if budget_s is None:
-                outcome = await migrate_target(target, settings, goal)
-            else:
-                log.info(
-                    "dataset=%s name=%s is heavy: budget %gs instead of DATASET_TIMEOUT_S=%gs.",
-                    dataset_id,
-                    quoted_name(target.name),
-                    dataset_timeout_s(settings, budget_s),
-                    settings.dataset_timeout_s,
-                )
-                async with keep_run_alive(engine, settings, run_id):
-                    outcome = await migrate_target(target, settings, goal, budget_s=budget_s)
+            relay = ProgressRelay(
+                dataset_id,
+                lambda progress: store.write_progress(conn, run_id, dataset_id, progress),
+                settings.progress_interval_s,
+                on_operation,
+            )
+            try:
+                if budget_s is None:
+                    outcome = await migrate_target(target, settings, goal, relay.report)
+                else:
+                    log.info(
+                        "dataset=%s name=%s is heavy: budget %gs instead of DATASET_TIMEOUT_S=%gs.",
+                        dataset_id,
+                        quoted_name(target.name),
+                        dataset_timeout_s(settings, budget_s),
+                        settings.dataset_timeout_s,
+                    )
+                    async with keep_run_alive(engine, settings, run_id):
+                        outcome = await migrate_target(
+                            target, settings, goal, relay.report, budget_s=budget_s
+                        )
+            finally:
+                await relay.close()
         quarantined = await reconnecting(
             engine,
             conn,
@@ -222,7 +246,10 @@ async def _budget_spent(
 
 
 async def migrate_default_engine(
-    engine: AsyncEngine, settings: Settings, run_id: str
+    engine: AsyncEngine,
+    settings: Settings,
+    run_id: str,
+    on_operation: OperationListener | None = None,
 ) -> DatasetOutcome:
     """Migrate the single default vector engine (backend access control off) within a run.
 
@@ -230,7 +257,17 @@ async def migrate_default_engine(
     """
     target = default_engine_target(settings)
     await store.mark_dataset_running(engine, run_id, target.dataset_id, None)
-    outcome = await migrate_target(target, settings, await run_goal(engine, run_id))
+    relay = ProgressRelay(
+        target.dataset_id,
+        lambda progress: store.write_progress(engine, run_id, target.dataset_id, progress),
+        settings.progress_interval_s,
+        on_operation,
+    )
+    try:
+        goal = await run_goal(engine, run_id)
+        outcome = await migrate_target(target, settings, goal, relay.report)
+    finally:
+        await relay.close()
     await store.mark_dataset_done(engine, run_id, outcome, update_dataset_cache=False)
     return outcome
 

@@ -23,6 +23,7 @@ from migrator.runs import store
 from migrator.runs.dataset import migrate_default_engine, migrate_registered
 from migrator.runs.goal import goal_options, plan_goal, refuse_blocked_downgrade
 from migrator.runs.heavy import run_heavy_datasets
+from migrator.runs.progress_relay import OperationListener
 from migrator.runs.rollout import Rollout, stage_of
 from migrator.runs.selection import retry_selection, select_pending
 from migrator.runs.stages import (
@@ -53,6 +54,7 @@ async def run_startup_migrations(
     downgrade: bool = False,
     settings: Settings | None = None,
     on_progress: ProgressCallback | None = None,
+    on_operation: OperationListener | None = None,
     prepare: Callable[[AsyncEngine], Awaitable[object]] | None = None,
     rollout: Rollout | None = None,
     retry_of: str | None = None,
@@ -69,6 +71,9 @@ async def run_startup_migrations(
       chain); with ``downgrade``, the revision to go down to (``"base"``: undo everything).
     - ``settings``: a ``Settings``; read from the environment when omitted.
     - ``on_progress``: called as ``(done, total, failed)`` after each dataset.
+    - ``on_operation``: called as ``(dataset_id, OperationProgress)`` while a dataset's index
+      build or backfill runs (the run record gets the same, at most every
+      PROGRESS_INTERVAL_S).
     - ``prepare``: awaited with the control-plane engine once it is at head, before datasets
       are chosen (``migrator run --demo`` seeds there).
     - ``rollout``: a ``Rollout``: canary first, then waves, a failure budget
@@ -166,9 +171,10 @@ async def run_startup_migrations(
         )
         if settings.enable_backend_access_control:
             await store.add_run_datasets(engine, run_id, pending, stage_of(stages))
-            await _migrate_stages(engine, settings, run_id, stages, staging, on_progress)
+            progress = _Progress(sum(len(ids) for ids in stages), on_progress, on_operation)
+            await _migrate_stages(engine, settings, run_id, stages, staging, progress)
         else:
-            await _migrate_default(engine, settings, run_id, on_progress)
+            await _migrate_default(engine, settings, run_id, on_progress, on_operation)
         summary = await store.close_run(engine, run_id)
     summary.duration_s = round(time.monotonic() - started, 3)
     log_summary(summary)
@@ -181,12 +187,10 @@ async def _migrate_stages(
     run_id: str,
     stages: list[list[str]],
     staging: dict[str, Any],
-    on_progress: ProgressCallback | None,
+    progress: _Progress,
 ) -> None:
     """Each stage after the last one finished; a staged run halts at a stage that did not all
     succeed (the rest recorded deferred)."""
-    total = sum(len(ids) for ids in stages)
-    progress = _Progress(total, on_progress)
     for number, dataset_ids in enumerate(stages):
         budget = staging["max_failures"]
         await _migrate_all(engine, settings, run_id, dataset_ids, budget, progress)
@@ -200,10 +204,16 @@ async def _migrate_stages(
 class _Progress:
     """Counts outcomes across stages for the ``(done, total, failed)`` callback."""
 
-    def __init__(self, total: int, callback: ProgressCallback | None) -> None:
+    def __init__(
+        self,
+        total: int,
+        callback: ProgressCallback | None,
+        on_operation: OperationListener | None = None,
+    ) -> None:
         self.total = total
         self.done = self.failed = 0
         self.callback = callback
+        self.on_operation = on_operation
 
     def add(self, outcome: DatasetOutcome) -> None:
         self.done += 1
@@ -241,7 +251,12 @@ async def _migrate_all(
     async def one(dataset_id: str) -> None:
         async with heavy_gate(dataset_id), overall, per_server[server_of.get(dataset_id, "")]:
             outcome = await migrate_registered(
-                engine, settings, run_id, dataset_id, max_failures=budget
+                engine,
+                settings,
+                run_id,
+                dataset_id,
+                max_failures=budget,
+                on_operation=progress.on_operation,
             )
         progress.add(outcome)
 
@@ -249,10 +264,14 @@ async def _migrate_all(
 
 
 async def _migrate_default(
-    engine: AsyncEngine, settings: Settings, run_id: str, on_progress: ProgressCallback | None
+    engine: AsyncEngine,
+    settings: Settings,
+    run_id: str,
+    on_progress: ProgressCallback | None,
+    on_operation: OperationListener | None,
 ) -> DatasetOutcome:
     await store.add_run_datasets(engine, run_id, [DEFAULT_ENGINE_ID])
-    outcome = await migrate_default_engine(engine, settings, run_id)
+    outcome = await migrate_default_engine(engine, settings, run_id, on_operation)
     if on_progress is not None:
         on_progress(1, 1, int(outcome.finished_badly))
     return outcome

@@ -32,6 +32,8 @@ from migrator.states import (
 
 BULK_INSERT_ROWS = 1000
 PROGRESS_TOUCH_INTERVAL = timedelta(seconds=1)
+# Running datasets whose long operation a waiting trigger shows, at most.
+OPERATIONS_SHOWN = 5
 
 runs = migration_runs
 rows = migration_run_datasets
@@ -235,6 +237,26 @@ async def mark_dataset_running(
             )
         )
         await touch_run(conn, run_id, now)
+
+
+async def write_progress(
+    bind: Bind, run_id: str, dataset_id: str, progress: dict[str, Any]
+) -> bool:
+    """Record how a running dataset's long operation is doing (``progress``: operation,
+    phase, done, total, unit; ``updated_at`` is added here). Only a ``running`` row takes it,
+    so a late sample never lands on a finished one; the run counts as making progress, so a
+    long index build does not read as a stale run. False when the row was not running."""
+    now = utcnow()
+    async with transaction(bind) as conn:
+        updated = await conn.execute(
+            rows.update()
+            .where(_row(run_id, dataset_id), rows.c.status == DatasetStatus.RUNNING)
+            .values(progress={**progress, "updated_at": iso(now)})
+        )
+        if not updated.rowcount:
+            return False
+        await touch_run(conn, run_id, now)
+    return True
 
 
 def outcome_values(outcome: DatasetOutcome, now: datetime) -> dict[str, Any]:
@@ -459,13 +481,24 @@ async def last_finished_at(engine: AsyncEngine) -> datetime | None:
 
 
 @dataclass(frozen=True)
+class DatasetOperation:
+    """A running dataset's long operation, as last recorded."""
+
+    dataset_id: str
+    name: str | None
+    progress: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class RunProgress:
-    """What a waiting trigger shows: datasets done of total, failures so far."""
+    """What a waiting trigger shows: datasets done of total, failures so far, and the long
+    operations of running datasets (at most OPERATIONS_SHOWN)."""
 
     status: RunStatus
     total: int
     done: int
     failed: int
+    operations: tuple[DatasetOperation, ...] = ()
 
 
 async def read_progress(engine: AsyncEngine, run_id: str) -> RunProgress | None:
@@ -479,8 +512,30 @@ async def read_progress(engine: AsyncEngine, run_id: str) -> RunProgress | None:
         if run is None:
             return None
         counts = await dataset_counts(conn, run_id)
+        operations = await _running_operations(conn, run_id)
     done = sum(counts.get(s, 0) for s in FINAL_STATUSES)
-    return RunProgress(RunStatus(run.status), run.total_count, done, count_badly(counts))
+    return RunProgress(
+        RunStatus(run.status), run.total_count, done, count_badly(counts), operations
+    )
+
+
+async def _running_operations(conn: AsyncConnection, run_id: str) -> tuple[DatasetOperation, ...]:
+    found = await conn.execute(
+        sa.select(rows.c.dataset_id, rows.c.progress, dataset_databases.c.name)
+        .outerjoin(dataset_databases, dataset_databases.c.dataset_id == rows.c.dataset_id)
+        .where(
+            rows.c.run_id == run_id,
+            rows.c.status == DatasetStatus.RUNNING,
+            rows.c.progress.is_not(None),
+        )
+        .order_by(rows.c.dataset_id)
+        .limit(OPERATIONS_SHOWN)
+    )
+    return tuple(
+        DatasetOperation(r.dataset_id, r.name, dict(r.progress))
+        for r in found
+        if isinstance(r.progress, dict)  # a JSON null reads as None on some drivers
+    )
 
 
 def _outcome(row: Any, name: str | None = None) -> DatasetOutcome:
@@ -493,6 +548,7 @@ def _outcome(row: Any, name: str | None = None) -> DatasetOutcome:
         row.duration_ms or 0,
         row.error,
         name=name,
+        progress=dict(row.progress) if isinstance(row.progress, dict) else None,
     )
 
 

@@ -49,7 +49,9 @@ class DatasetOutcome:
     ``version_after``, the vector schema versions when known; ``duration_ms``; ``error``
     (``ErrorClass: message``, secrets removed) and ``step`` (where it failed), when it failed;
     ``name``, the dataset's name when known; ``revision_failed``, True when the migration
-    itself raised (not a connection error or a timeout: what counts toward quarantine).
+    itself raised (not a connection error or a timeout: what counts toward quarantine);
+    ``progress``, read from the run record, where its last long operation got (operation,
+    phase, done, total, unit, updated_at).
     """
 
     dataset_id: str
@@ -61,6 +63,7 @@ class DatasetOutcome:
     step: str | None = None
     name: str | None = None
     revision_failed: bool = False
+    progress: dict[str, Any] | None = None
 
     @property
     def finished_badly(self) -> bool:

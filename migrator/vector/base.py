@@ -14,6 +14,7 @@ from migrator.settings import Settings
 from migrator.vector.chain_config import configured_chain
 from migrator.vector.revisions import AppliedRevisions, DatasetContext, RevisionChain
 from migrator.vector.revisions.errors import RevisionApplyError
+from migrator.vector.revisions.resources import HeavyOptions, OnProgress
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,13 @@ class RevisionAdapter(ABC):
     def __init__(self, target: DatasetTarget, settings: Settings) -> None:
         self.target = target
         self.settings = settings
+        # Told how a long operation is doing while ``run_migrations`` runs (None: nobody).
+        self.on_progress: OnProgress | None = None
+
+    @property
+    def heavy(self) -> HeavyOptions:
+        """How the executors run heavy operations: settings' resources, this run's listener."""
+        return HeavyOptions(self.settings.resources(), self.on_progress)
 
     @classmethod
     def normalise_url(cls, url: str) -> tuple[str, str]:
@@ -137,8 +145,13 @@ class RevisionAdapter(ABC):
         await self.connect()
         return await self.current(configured_chain(self.settings))
 
-    async def run_migrations(self, goal: RevisionGoal | None = None) -> MigrationSteps:
+    async def run_migrations(
+        self, goal: RevisionGoal | None = None, *, on_progress: OnProgress | None = None
+    ) -> MigrationSteps:
+        """Bring the dataset to ``goal``; ``on_progress`` hears how index builds and
+        backfills are doing while they run."""
         goal = goal or RevisionGoal()
+        self.on_progress = on_progress
         chain = await _as_step("chain", _loaded(self.settings))
         if goal.expected_head is not None and goal.expected_head != chain.head:
             raise StepFailed(

@@ -158,8 +158,10 @@ class LanceDBAdapter(RevisionAdapter):
     ) -> AppliedRevisions:
         db = await self._connect()
         if goal.direction == DOWNGRADE:
-            return await downgrade_lancedb(db, chain, self.context, goal.target, on_revision)
-        return await upgrade_lancedb(db, chain, self.context, goal.target, on_revision)
+            return await downgrade_lancedb(
+                db, chain, self.context, goal.target, on_revision, self.heavy
+            )
+        return await upgrade_lancedb(db, chain, self.context, goal.target, on_revision, self.heavy)
 
     async def stamp(self, chain: RevisionChain, revision: str | None) -> None:
         await stamp_lancedb(await self._connect(), chain, revision)

@@ -73,6 +73,9 @@ EXTENSION_MISSING = (asyncpg.FeatureNotSupportedError, asyncpg.UndefinedFileErro
 INSTALL_FIX = "install pgvector on that server, for example use the pgvector/pgvector image"
 GRANT_FIX = "have a superuser run CREATE EXTENSION vector in that database once"
 LOCK_POLL_S = 0.2
+# client_connection_check_interval exists since PostgreSQL 14.
+CLIENT_CHECK_SINCE = (14,)
+CLIENT_CHECK_INTERVAL = "2s"
 
 
 @dataclass(frozen=True)
@@ -272,7 +275,15 @@ class PgVectorAdapter(RevisionAdapter):
         statements are bounded by DATASET_TIMEOUT_S, not QUERY_TIMEOUT_S. The lock stays on
         the light connection, whose session holds it."""
         if self._work_conn is None:
-            self._work_conn = await self._open(self.settings.dataset_timeout_s)
+            conn = await self._open(self.settings.dataset_timeout_s)
+            if conn.get_server_version() >= CLIENT_CHECK_SINCE:
+                # A migrator killed mid-build must not leave its build running on the server
+                # for minutes: the backend checks for its client between rows and gives up.
+                await conn.execute(
+                    "SELECT set_config('client_connection_check_interval', $1, false)",
+                    CLIENT_CHECK_INTERVAL,
+                )
+            self._work_conn = conn
         return self._work_conn
 
     async def _open(self, command_timeout_s: float | None = None) -> asyncpg.Connection:
@@ -370,12 +381,16 @@ class PgVectorAdapter(RevisionAdapter):
         async with self._bounded():
             # Created here first, so a missing extension names this server and the fix.
             await self._ensure_extension(conn)
-            if goal.direction == DOWNGRADE:
-                return await downgrade_pgvector(
-                    conn, self.schema, chain, self.context, goal.target, on_revision
-                )
-            return await upgrade_pgvector(
-                conn, self.schema, chain, self.context, goal.target, on_revision
+            run = downgrade_pgvector if goal.direction == DOWNGRADE else upgrade_pgvector
+            return await run(
+                conn,
+                self.schema,
+                chain,
+                self.context,
+                goal.target,
+                on_revision,
+                self.heavy,
+                self._open,  # a side session samples an index build's progress
             )
 
     async def plan_sql(self, chain: RevisionChain, to_revision: str | None) -> list[str]:

@@ -158,3 +158,21 @@ class HeavyBudgetError(RevisionFolderError):
     def __init__(self, path: Path | str, revision: str, reason: str) -> None:
         super().__init__(path, f"revision {revision}: {reason}")
         self.revision = revision
+
+
+class IndexBuildInProgressError(RevisionError):
+    """Raised when an index the revision builds is half-built by another backend that is still
+    building it (``pg_stat_progress_create_index``) after the wait; it is left alone, never
+    dropped under a live build. Names the schema, the index, the server pid and its phase."""
+
+    def __init__(self, schema: str, index: str, pid: int, phase: str, waited_s: float) -> None:
+        super().__init__(
+            f"index {schema}.{index} is still being built by server process {pid} "
+            f"(phase {phase!r}) after waiting {waited_s:.1f}s; it was left alone: the next run "
+            f"finishes or rebuilds it (or end that build: SELECT pg_cancel_backend({pid}))"
+        )
+        self.schema = schema
+        self.index = index
+        self.pid = pid
+        self.phase = phase
+        self.waited_s = waited_s

@@ -4,7 +4,8 @@ For each fragment, ``merge_columns`` streams the source columns in ``batch_size`
 through the application's function into a new data file holding just the computed column; a
 ``DataReplacement`` commit then swaps that file in for the column's old one. The vector
 column's data files are never read or written, and no row is rewritten. The checkpoint unit is
-the fragment: a killed backfill redoes at most the fragment it was in.
+the fragment: a killed backfill redoes at most the fragment it was in. A rate limit sleeps in
+the batch function (it runs in a worker thread), so the rows it computes stay within the limit.
 
 The target must be a column that lives in its own files: one made by ``op.add_column`` (or by
 a previous backfill), not one written with the rows by ``create_collection``.
@@ -22,14 +23,20 @@ from lance.fragment import LanceFragment
 from lance.udf import BatchUDF
 
 from migrator.vector.revisions.ops import Backfill
+from migrator.vector.revisions.resources import DEFAULT_BATCH_ROWS, RateLimiter
 
 ROW_ADDRESS = "_rowaddr"
 SCRATCH_COLUMN = "migrator_backfill_value"
 
 
 def fragment_ids(table_uri: str, storage_options: dict[str, str] | None = None) -> list[int]:
+    return list(fragment_rows(table_uri, storage_options))
+
+
+def fragment_rows(table_uri: str, storage_options: dict[str, str] | None = None) -> dict[int, int]:
+    """Fragment id -> its rows, from the manifest (nothing is scanned)."""
     dataset = lance.dataset(table_uri, storage_options=storage_options or None)
-    return [fragment.fragment_id for fragment in dataset.get_fragments()]
+    return {f.fragment_id: f.count_rows() for f in dataset.get_fragments()}
 
 
 def backfill_fragment(
@@ -37,8 +44,11 @@ def backfill_fragment(
     fragment_id: int,
     backfill: Backfill,
     storage_options: dict[str, str] | None = None,
+    batch_rows: int | None = None,
+    limiter: RateLimiter | None = None,
 ) -> None:
-    """Compute the column for one fragment and commit it; safe to repeat."""
+    """Compute the column for one fragment and commit it; safe to repeat. ``batch_rows``
+    (default: the op's ``batch_size``) rows per call of the function; ``limiter`` paces it."""
     dataset = lance.dataset(table_uri, storage_options=storage_options or None)
     target = dataset.schema.field(backfill.column)
     field_id = _field_id(dataset, backfill.column)
@@ -50,7 +60,7 @@ def backfill_fragment(
     fragment = dataset.get_fragment(fragment_id)
     assert fragment is not None, f"fragment {fragment_id} was listed a moment ago"
     matching = _matching_rows(dataset, fragment_id, backfill.where)
-    compute = _batch_function(backfill, target.type, matching)
+    compute = _paced(_batch_function(backfill, target.type, matching), limiter)
     # Only the source columns; with ``where`` also the target (rows it skips keep their value)
     # and the row address that says which rows it selected.
     extra = [] if matching is None else [backfill.column, ROW_ADDRESS]
@@ -59,7 +69,8 @@ def backfill_fragment(
     # and an embedding call is not free. No checkpoint_file: checkpoints live in the dataset.
     output = pa.schema([pa.field(SCRATCH_COLUMN, target.type)])
     udf = BatchUDF(compute, output)
-    metadata, _ = fragment.merge_columns(udf, columns=read, batch_size=backfill.batch_size)
+    rows = batch_rows or backfill.batch_size or DEFAULT_BATCH_ROWS
+    metadata, _ = fragment.merge_columns(udf, columns=read, batch_size=rows)
     new_file = metadata.files[-1]
     new_file.fields = [field_id]
     replacement = LanceOperation.DataReplacementGroup(fragment_id, new_file)
@@ -95,6 +106,20 @@ def _matching_rows(dataset: Any, fragment_id: int, where: str | None) -> set[int
         fragments=[dataset.get_fragment(fragment_id)],
     )
     return {int(a) for a in scanner.to_table().column(ROW_ADDRESS).to_pylist()}
+
+
+def _paced(
+    compute: Callable[[pa.RecordBatch], pa.RecordBatch], limiter: RateLimiter | None
+) -> Callable[[pa.RecordBatch], pa.RecordBatch]:
+    if limiter is None or limiter.rows_per_s <= 0:
+        return compute
+
+    def paced(batch: pa.RecordBatch) -> pa.RecordBatch:
+        result = compute(batch)
+        limiter.wait_blocking(batch.num_rows)
+        return result
+
+    return paced
 
 
 def _batch_function(

@@ -43,6 +43,7 @@ from migrator.vector.revisions.ops import (
 )
 from migrator.vector.revisions.plan import plan_revision
 from migrator.vector.revisions.providers import LANCEDB, lance_index_config
+from migrator.vector.revisions.resources import HeavyOptions, OperationProgress, RateLimiter
 from migrator.vector.revisions.script import Revision
 from migrator.vector.revisions.types import lance_default_sql, to_arrow
 
@@ -96,13 +97,14 @@ async def upgrade_lancedb(
     context: DatasetContext,
     target: str | None = None,
     on_revision: OnRevision | None = None,
+    heavy: HeavyOptions | None = None,
 ) -> AppliedRevisions:
     """Bring the dataset from its recorded revision up to ``target`` (default: head)."""
     await _carry_legacy(db, chain)
     before = await current_lancedb(db, chain)
     done: list[str] = []
     for revision in chain.upgrade_path(before, target):
-        await _run(db, context, revision, "upgrade", on_revision)
+        await _run(db, context, revision, "upgrade", on_revision, heavy or HeavyOptions())
         done.append(revision.revision)
     return AppliedRevisions(before, await current_lancedb(db, chain), tuple(done))
 
@@ -113,13 +115,14 @@ async def downgrade_lancedb(
     context: DatasetContext,
     target: str | None,
     on_revision: OnRevision | None = None,
+    heavy: HeavyOptions | None = None,
 ) -> AppliedRevisions:
     """Undo revisions down to ``target`` (None: base), newest first."""
     await _carry_legacy(db, chain)
     before = await current_lancedb(db, chain)
     done: list[str] = []
     for revision in chain.downgrade_path(before, target):
-        await _run(db, context, revision, "downgrade", on_revision)
+        await _run(db, context, revision, "downgrade", on_revision, heavy or HeavyOptions())
         done.append(revision.revision)
     return AppliedRevisions(before, await current_lancedb(db, chain), tuple(done))
 
@@ -137,12 +140,13 @@ async def _run(
     revision: Revision,
     direction: str,
     on_revision: OnRevision | None,
+    heavy: HeavyOptions,
 ) -> None:
     started = time.perf_counter()
     recorded = await plan_lancedb(db, context, revision, direction)
     for step, operation in enumerate(recorded):
         try:
-            await _execute(db, revision.revision, step, operation)
+            await _execute(db, revision.revision, step, operation, heavy)
         except Exception as exc:
             raise RevisionApplyError(revision.revision, operation.describe(), exc) from exc
     duration_ms = (time.perf_counter() - started) * 1000
@@ -158,11 +162,13 @@ async def _run(
         on_revision(revision.revision, direction, duration_ms)
 
 
-async def _execute(db: lancedb.AsyncConnection, revision: str, step: int, op: Operation) -> None:
+async def _execute(
+    db: lancedb.AsyncConnection, revision: str, step: int, op: Operation, heavy: HeavyOptions
+) -> None:
     if isinstance(op, CreateCollection | DropCollection):
         await _collection(db, op)
     elif isinstance(op, Backfill):
-        await _backfill(db, revision, step, op)
+        await _backfill(db, revision, step, op, heavy)
     elif isinstance(op, Native):
         outcome = op.fn(db)
         if inspect.isawaitable(outcome):
@@ -237,17 +243,37 @@ async def _index(table: Any, op: CreateIndex | DropIndex) -> None:
         await table.create_index(op.columns[0], config=config, name=op.name, replace=False)
 
 
-async def _backfill(db: lancedb.AsyncConnection, revision: str, step: int, op: Backfill) -> None:
+async def _backfill(
+    db: lancedb.AsyncConnection, revision: str, step: int, op: Backfill, heavy: HeavyOptions
+) -> None:
     # A URI, not a Path: the root may be an object store (s3://...), opened with the options
     # the connection was opened with (endpoint, credentials from settings).
     path = f"{db.uri.rstrip('/')}/{op.collection}.lance"
     table = await db.open_table(op.collection)
     options: dict[str, str] = dict(await table.initial_storage_options() or {})
     done = await lance_store.checkpoints(db, revision, step)
-    fragments = await asyncio.to_thread(lance_backfill.fragment_ids, path, options)
-    for fragment_id in fragments:
+    fragments = await asyncio.to_thread(lance_backfill.fragment_rows, path, options)
+    resources = heavy.resources
+    limiter = RateLimiter(resources.rate_limit(op.rate_limit_rows_s))
+    total = None if op.where else sum(fragments.values())
+    rows_done = sum(rows for fragment_id, rows in fragments.items() if str(fragment_id) in done)
+    for fragment_id, rows in fragments.items():
         if str(fragment_id) in done:
             continue
-        await asyncio.to_thread(lance_backfill.backfill_fragment, path, fragment_id, op, options)
+        await asyncio.to_thread(
+            lance_backfill.backfill_fragment,
+            path,
+            fragment_id,
+            op,
+            options,
+            resources.batch_rows(op.batch_size),
+            limiter,
+        )
         await lance_store.save_checkpoint(db, revision, step, str(fragment_id))
+        rows_done += rows
         log.debug("Backfill %s.%s: fragment %d done.", op.collection, op.column, fragment_id)
+        if heavy.on_progress is not None:
+            progress = OperationProgress(
+                f"backfill {op.collection}.{op.column}", None, rows_done, total, "rows"
+            )
+            heavy.on_progress(progress)

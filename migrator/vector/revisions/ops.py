@@ -98,6 +98,9 @@ class CreateIndex:
     # Heavy: may outlast DATASET_TIMEOUT_S; the run gives its dataset ``budget_s`` instead.
     heavy: bool = False
     budget_s: float | None = None
+    # pgvector session settings for this build; None: INDEX_* settings, else the server's.
+    maintenance_work_mem: str | None = None
+    parallel_workers: int | None = None
 
     def describe(self) -> str:
         return f"create_index({self.collection!r}, {list(self.columns)!r}, kind={self.kind!r})"
@@ -119,10 +122,12 @@ class Backfill:
     column: str
     fn: BackfillFn
     columns: tuple[str, ...]
-    batch_size: int
+    batch_size: int | None  # None: BACKFILL_BATCH_ROWS
     where: str | None = None
     heavy: bool = False
     budget_s: float | None = None
+    # Rows per second at most (0: unlimited); None: BACKFILL_RATE_LIMIT_ROWS_S.
+    rate_limit_rows_s: float | None = None
 
     def describe(self) -> str:
         return f"backfill({self.collection!r}, {self.column!r}, columns={list(self.columns)!r})"

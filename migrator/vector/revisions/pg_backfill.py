@@ -1,8 +1,10 @@
 """A pgvector backfill: keyset batches over the primary key, each batch's UPDATE committed
 together with its checkpoint, so a killed backfill resumes exactly after its last batch.
 
-Only the key and the source columns are read, ``batch_size`` rows at a time; values travel as
-text and are cast by PostgreSQL to the column's own type (vectors as ``[x,y,...]``).
+Only the key and the source columns are read, ``batch_size`` rows at a time (unset:
+BACKFILL_BATCH_ROWS); values travel as text and are cast by PostgreSQL to the column's own type
+(vectors as ``[x,y,...]``). A rate limit sleeps between batches. The checkpoint also counts the
+rows done, so progress (rows done of the table's estimated rows) carries across a resume.
 """
 
 from __future__ import annotations
@@ -20,14 +22,29 @@ import pyarrow as pa
 from migrator.vector.revisions import pg_store
 from migrator.vector.revisions.ops import Backfill
 from migrator.vector.revisions.pg_sql import PgSql, quote_ident
+from migrator.vector.revisions.resources import (
+    OnProgress,
+    OperationProgress,
+    RateLimiter,
+    Resources,
+)
 
 log = logging.getLogger(__name__)
 
 
 async def run_backfill(
-    conn: asyncpg.Connection, sql: PgSql, revision: str, step: int, op: Backfill
+    conn: asyncpg.Connection,
+    sql: PgSql,
+    revision: str,
+    step: int,
+    op: Backfill,
+    resources: Resources | None = None,
+    on_progress: OnProgress | None = None,
 ) -> int:
-    """Fill ``op.column`` batch by batch from the last checkpoint; the rows written."""
+    """Fill ``op.column`` batch by batch from the last checkpoint; the rows written by this
+    call (a resumed backfill counts only what it wrote)."""
+    resources = resources or Resources()
+    batch_rows = resources.batch_rows(op.batch_size)
     key, key_type = await _primary_key(conn, sql, op.collection)
     target_type = await _column_type(conn, sql, op.collection, op.column)
     source_types = [await _column_type(conn, sql, op.collection, c) for c in op.columns]
@@ -37,14 +54,20 @@ async def run_backfill(
     select = (
         f"SELECT {quote_ident(key)} AS k, {sources} FROM {table} "
         f"WHERE ($1::text IS NULL OR {quote_ident(key)} > $1::text::{key_type}){where} "
-        f"ORDER BY {quote_ident(key)} LIMIT {int(op.batch_size)}"
+        f"ORDER BY {quote_ident(key)} LIMIT {int(batch_rows)}"
     )
     update = (
         f"UPDATE {table} AS t SET {quote_ident(op.column)} = v.val::{target_type} "
         f"FROM unnest($1::{key_type}[], $2::text[]) AS v(k, val) WHERE t.{quote_ident(key)} = v.k"
     )
     written = 0
-    position = await pg_store.checkpoint(conn, sql, revision, step)
+    position, rows_done = await pg_store.checkpoint_rows(conn, sql, revision, step)
+    # Where a filter picks rows, the table's size is no total: none is claimed.
+    total = None
+    if not op.where:
+        total = (await pg_store.row_estimates(conn, sql.schema)).get(op.collection)
+    operation = f"backfill {op.collection}.{op.column}"
+    limiter = RateLimiter(resources.rate_limit(op.rate_limit_rows_s))
     while True:
         async with conn.transaction():
             rows = await conn.fetch(select, position)
@@ -53,9 +76,16 @@ async def run_backfill(
             values = _compute(op, rows, target_type.endswith("[]"))
             await conn.execute(update, [r["k"] for r in rows], values)
             position = str(rows[-1]["k"])
-            await pg_store.save_checkpoint(conn, sql, revision, step, position)
+            rows_done += len(rows)
+            await pg_store.save_checkpoint(conn, sql, revision, step, position, rows_done)
         written += len(rows)
-        log.debug("Backfill %s.%s: %d rows, at %s.", op.collection, op.column, written, position)
+        log.debug("Backfill %s.%s: %d rows, at %s.", op.collection, op.column, rows_done, position)
+        if on_progress is not None:
+            shown_total = max(total, rows_done) if total is not None else None
+            on_progress(OperationProgress(operation, None, rows_done, shown_total, "rows"))
+        if len(rows) < batch_rows:
+            return written  # a short batch was the last one: nothing to wait for
+        await limiter.wait(len(rows))
 
 
 def _source(column: str, type_name: str) -> str:

@@ -5,10 +5,16 @@ their history rows: all of them or none. A revision with a backfill or a concurr
 runs in phases instead: its DDL commits, then each backfill batch with its checkpoint, a
 concurrent build outside any transaction, and its history row last. Every phase is idempotent,
 so a revision killed half-way is replayed from the top and finds its done work done.
+
+Index builds run with the session settings their resources ask for (maintenance_work_mem,
+max_parallel_maintenance_workers), reset afterwards; while one runs a side connection samples
+its progress. A concurrent build that finds an INVALID index of its name waits while another
+server process still builds it, and drops and rebuilds it when that build is dead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Sequence
@@ -17,9 +23,9 @@ from typing import TypeVar
 
 import asyncpg
 
-from migrator.vector.revisions import pg_store
+from migrator.vector.revisions import pg_store, pg_watch
 from migrator.vector.revisions.chain import RevisionChain
-from migrator.vector.revisions.errors import RevisionApplyError
+from migrator.vector.revisions.errors import IndexBuildInProgressError, RevisionApplyError
 from migrator.vector.revisions.history import (
     AppliedRevisions,
     DatasetContext,
@@ -38,6 +44,7 @@ from migrator.vector.revisions.pg_backfill import run_backfill
 from migrator.vector.revisions.pg_sql import PgSql, quote_ident
 from migrator.vector.revisions.plan import plan_revision
 from migrator.vector.revisions.providers import PGVECTOR
+from migrator.vector.revisions.resources import HeavyOptions, OnProgress, Resources
 from migrator.vector.revisions.script import Revision
 
 log = logging.getLogger(__name__)
@@ -50,6 +57,9 @@ class _Session:
     sql: PgSql
     context: DatasetContext
     on_revision: OnRevision | None
+    resources: Resources = field(default_factory=Resources)
+    on_progress: OnProgress | None = None
+    side_connect: pg_watch.SideConnect | None = None
     finished: list[tuple[str, str, float]] = field(default_factory=list)
 
 
@@ -110,9 +120,11 @@ async def upgrade_pgvector(
     context: DatasetContext,
     target: str | None = None,
     on_revision: OnRevision | None = None,
+    heavy: HeavyOptions | None = None,
+    side_connect: pg_watch.SideConnect | None = None,
 ) -> AppliedRevisions:
     """Bring the dataset's schema from its recorded revision up to ``target`` (default head)."""
-    session = await _open(conn, schema, chain, context, on_revision)
+    session = await _open(conn, schema, chain, context, on_revision, heavy, side_connect)
     before = await current_pgvector(conn, schema, chain)
     await _apply(session, chain.upgrade_path(before, target), "upgrade")
     return AppliedRevisions(before, await current_pgvector(conn, schema, chain), _done(session))
@@ -125,9 +137,11 @@ async def downgrade_pgvector(
     context: DatasetContext,
     target: str | None,
     on_revision: OnRevision | None = None,
+    heavy: HeavyOptions | None = None,
+    side_connect: pg_watch.SideConnect | None = None,
 ) -> AppliedRevisions:
     """Undo revisions down to ``target`` (None: base), newest first, in the same phases."""
-    session = await _open(conn, schema, chain, context, on_revision)
+    session = await _open(conn, schema, chain, context, on_revision, heavy, side_connect)
     before = await current_pgvector(conn, schema, chain)
     await _apply(session, chain.downgrade_path(before, target), "downgrade")
     return AppliedRevisions(before, await current_pgvector(conn, schema, chain), _done(session))
@@ -152,10 +166,21 @@ async def _open(
     chain: RevisionChain,
     context: DatasetContext,
     on_revision: OnRevision | None,
+    heavy: HeavyOptions | None,
+    side_connect: pg_watch.SideConnect | None,
 ) -> _Session:
     sql = PgSql(schema, await pg_store.ensure_extension(conn))
     await _carry_legacy(conn, sql, chain)
-    return _Session(conn, sql, context, on_revision)
+    heavy = heavy or HeavyOptions()
+    return _Session(
+        conn,
+        sql,
+        context,
+        on_revision,
+        heavy.resources,
+        heavy.on_progress,
+        side_connect,
+    )
 
 
 def _done(session: _Session) -> tuple[str, ...]:
@@ -208,9 +233,16 @@ async def _phased(
     while step < len(recorded):
         op = recorded[step]
         if isinstance(op, Backfill):
-            await _guard(
-                revision.revision, op, run_backfill(conn, session.sql, revision.revision, step, op)
+            backfill = run_backfill(
+                conn,
+                session.sql,
+                revision.revision,
+                step,
+                op,
+                session.resources,
+                session.on_progress,
             )
+            await _guard(revision.revision, op, backfill)
             step += 1
         elif is_phased(op):
             await _concurrent(session, revision.revision, step, op)
@@ -232,6 +264,9 @@ async def _statement(session: _Session, revision: str, step: int, op: Operation)
         conn, session.sql.schema, op.collection, op.name
     ):
         return  # renamed already (a replayed phase); a missing column fails below otherwise
+    if isinstance(op, CreateIndex):
+        await _guard(revision, op, _build(session, op, local=True))
+        return
     args = getattr(op, "args", ())
     for statement in session.sql.statements(op):
         await _guard(revision, op, conn.execute(statement, *args))
@@ -239,14 +274,94 @@ async def _statement(session: _Session, revision: str, step: int, op: Operation)
 
 async def _concurrent(session: _Session, revision: str, step: int, op: Operation) -> None:
     assert isinstance(op, CreateIndex | DropIndex)
-    if isinstance(op, CreateIndex):
-        valid = await pg_store.index_validity(session.conn, session.sql.schema, op.name)
-        if valid is False:
-            # A build killed half-way leaves an INVALID index that IF NOT EXISTS would keep.
-            drop = f"DROP INDEX CONCURRENTLY IF EXISTS {session.sql.table(op.name)}"
-            await _guard(revision, op, session.conn.execute(drop))
-    for statement in session.sql.statements(op):
-        await _guard(revision, op, session.conn.execute(statement))
+    if isinstance(op, DropIndex):
+        for statement in session.sql.statements(op):
+            await _guard(revision, op, session.conn.execute(statement))
+        return
+    await _guard(revision, op, _clear_leftover(session, op))
+    await _guard(revision, op, _build(session, op, local=False))
+
+
+async def _clear_leftover(session: _Session, op: CreateIndex) -> None:
+    """Drop a dead build's INVALID index (IF NOT EXISTS would keep it); wait while a live one
+    finishes, and leave it alone if it does not within ``live_build_wait_s``."""
+    conn, schema = session.conn, session.sql.schema
+    if await pg_store.index_validity(conn, schema, op.name) is not False:
+        return
+    started = time.monotonic()
+    live = await pg_watch.wait_for_live_build(
+        conn,
+        schema,
+        op.name,
+        wait_s=session.resources.live_build_wait_s,
+        interval_s=session.resources.progress_interval_s,
+        on_progress=session.on_progress,
+        operation=_operation_name(op),
+    )
+    if live is not None:
+        raise IndexBuildInProgressError(
+            schema, op.name, live.pid, live.phase, time.monotonic() - started
+        )
+    if await pg_store.index_validity(conn, schema, op.name) is False:
+        log.info("Index %s.%s: dropping the INVALID leftover of a dead build.", schema, op.name)
+        await conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {session.sql.table(op.name)}")
+
+
+async def _build(session: _Session, op: CreateIndex, *, local: bool) -> None:
+    """CREATE INDEX with its session settings, progress sampled and the server's notices
+    logged meanwhile. Inside the revision's transaction the settings are SET LOCAL and put
+    back after (a rollback undoes them anyway); a concurrent build runs outside any
+    transaction, so they are SET on the session and RESET after."""
+    conn = session.conn
+    settings = session.resources.index_settings(op.maintenance_work_mem, op.parallel_workers)
+    before = {name: await conn.fetchval("SELECT current_setting($1)", name) for name in settings}
+    for name, value in settings.items():
+        await conn.execute("SELECT set_config($1, $2, $3)", name, value, local)
+    notices = _NoticeLog(f"{session.sql.schema}.{op.name}", settings)
+    conn.add_log_listener(notices)
+    try:
+        async with pg_watch.watching(
+            session.side_connect,
+            conn.get_server_pid(),
+            _operation_name(op),
+            session.on_progress,
+            session.resources.progress_interval_s,
+        ):
+            for statement in session.sql.statements(op):
+                await conn.execute(statement)
+    finally:
+        conn.remove_log_listener(notices)
+        if settings and not conn.is_closed():
+            # After a cancelled build the connection may refuse; the adapter drops it then.
+            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
+                await _restore(conn, before, local)
+
+
+async def _restore(conn: asyncpg.Connection, before: dict[str, str], local: bool) -> None:
+    for name, value in before.items():
+        if local:
+            await conn.execute("SELECT set_config($1, $2, true)", name, value)
+        else:
+            await conn.execute(f"RESET {name}")
+
+
+class _NoticeLog:
+    """Logs what the server says during a build: pgvector's "hnsw graph no longer fits into
+    maintenance_work_mem" is the hint that the build will be slow and wants more memory."""
+
+    def __init__(self, index: str, settings: dict[str, str]) -> None:
+        self.index = index
+        self.settings = ", ".join(f"{k}={v}" for k, v in settings.items()) or "server defaults"
+
+    def __call__(self, _conn: object, message: asyncpg.PostgresLogMessage) -> None:
+        text = str(getattr(message, "message", message))
+        # The memory hint is worth a warning; "already exists, skipping" and the like are not.
+        level = logging.WARNING if "maintenance_work_mem" in text else logging.INFO
+        log.log(level, "Index build %s (%s): the server says: %s", self.index, self.settings, text)
+
+
+def _operation_name(op: CreateIndex) -> str:
+    return f"create_index {op.kind} {op.name}"
 
 
 async def _close_revision(

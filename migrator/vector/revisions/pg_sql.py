@@ -64,7 +64,8 @@ class PgSql:
         if isinstance(op, Backfill):
             return [
                 f"-- backfill {op.collection}.{op.column} from {', '.join(op.columns)} "
-                f"in batches of {op.batch_size} (Python function, checkpointed)"
+                f"in batches of {op.batch_size or 'BACKFILL_BATCH_ROWS'} "
+                "(Python function, checkpointed)"
             ]
         assert isinstance(op, Native)
         raise ValueError("op.native is LanceDB only")

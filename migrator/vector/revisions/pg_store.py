@@ -68,6 +68,11 @@ async def ensure_tables(conn: asyncpg.Connection, sql: PgSql) -> None:
             "revision text NOT NULL, step integer NOT NULL, position text NOT NULL, "
             "saved_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (revision, step))"
         )
+        # Added later: datasets made before it get the column (catalog only, no rewrite).
+        await conn.execute(
+            f"ALTER TABLE {sql.table(CHECKPOINT_TABLE)} "
+            "ADD COLUMN IF NOT EXISTS rows_done bigint NOT NULL DEFAULT 0"
+        )
 
 
 async def history_exists(conn: asyncpg.Connection, sql: PgSql) -> bool:
@@ -121,16 +126,36 @@ async def checkpoint(conn: asyncpg.Connection, sql: PgSql, revision: str, step: 
     return position
 
 
+async def checkpoint_rows(
+    conn: asyncpg.Connection, sql: PgSql, revision: str, step: int
+) -> tuple[str | None, int]:
+    """The backfill's last position (None: not started) and the rows it had done by then."""
+    row = await conn.fetchrow(
+        f"SELECT position, rows_done FROM {sql.table(CHECKPOINT_TABLE)} "
+        "WHERE revision = $1 AND step = $2",
+        revision,
+        step,
+    )
+    return (None, 0) if row is None else (str(row["position"]), int(row["rows_done"]))
+
+
 async def save_checkpoint(
-    conn: asyncpg.Connection, sql: PgSql, revision: str, step: int, position: str
+    conn: asyncpg.Connection,
+    sql: PgSql,
+    revision: str,
+    step: int,
+    position: str,
+    rows_done: int = 0,
 ) -> None:
     await conn.execute(
-        f"INSERT INTO {sql.table(CHECKPOINT_TABLE)} (revision, step, position) "
-        "VALUES ($1, $2, $3) ON CONFLICT (revision, step) "
-        "DO UPDATE SET position = excluded.position, saved_at = now()",
+        f"INSERT INTO {sql.table(CHECKPOINT_TABLE)} (revision, step, position, rows_done) "
+        "VALUES ($1, $2, $3, $4) ON CONFLICT (revision, step) "
+        "DO UPDATE SET position = excluded.position, rows_done = excluded.rows_done, "
+        "saved_at = now()",
         revision,
         step,
         position,
+        rows_done,
     )
 
 

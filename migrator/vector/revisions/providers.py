@@ -92,6 +92,9 @@ def _index_problem(index: CreateIndex, provider: str) -> str | None:
             return "a LanceDB index covers exactly one column"
         if index.concurrently:
             return "concurrently=True is a pgvector option"
+        if index.maintenance_work_mem is not None or index.parallel_workers is not None:
+            # LanceDB builds on its process-wide CPU pool (LANCE_CPU_THREADS): nothing per index.
+            return "maintenance_work_mem and parallel_workers are pgvector options"
         return _params_problem(index.params, _lance_params(index.kind))
     if index.kind not in PG_INDEX_PARAMS:
         return f"pgvector index kinds are {', '.join(PG_INDEX_PARAMS)}; got {index.kind!r}"

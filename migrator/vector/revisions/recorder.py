@@ -30,11 +30,10 @@ from migrator.vector.revisions.ops import (
     RenameColumn,
 )
 from migrator.vector.revisions.providers import check_identifier, provider_problem
+from migrator.vector.revisions.resources import memory_problem, rate_problem, workers_problem
 from migrator.vector.revisions.snapshot import CollectionInfo, Snapshot, like_pattern
 from migrator.vector.revisions.types import ColumnType, check_default, parse_type
 from migrator.vector.revisions.types import vector as vector_type
-
-DEFAULT_BATCH_SIZE = 1000
 
 
 class Operations:
@@ -192,6 +191,8 @@ class Operations:
         concurrently: bool = False,
         heavy: bool = False,
         budget_s: float | None = None,
+        maintenance_work_mem: str | None = None,
+        parallel_workers: int | None = None,
         **params: Any,
     ) -> None:
         """An index (a no-op when one of that name exists). Kinds: btree everywhere; hnsw,
@@ -200,8 +201,14 @@ class Operations:
         ``heavy=True, budget_s=S``: the build may take S seconds, longer than
         DATASET_TIMEOUT_S; its dataset gets that budget and a heavy slot of its server.
 
+        pgvector only: ``maintenance_work_mem`` (``"256MB"``) and ``parallel_workers``
+        (max_parallel_maintenance_workers, 0 = none) for this build; unset, the settings
+        INDEX_MAINTENANCE_WORK_MEM and INDEX_PARALLEL_WORKERS apply, else the server's own.
+
         >>> op.create_index("chunks", "embedding", kind="hnsw", metric="cosine", m=16)
         >>> op.create_index("chunks", "embedding", kind="hnsw", heavy=True, budget_s=3600)
+        >>> op.create_index("chunks", "embedding", kind="hnsw", metric="cosine", m=16,
+        ...                 concurrently=True, maintenance_work_mem="1GB")
         """
         cols = (columns,) if isinstance(columns, str) else tuple(columns)
         what = f"create_index({collection!r}, {list(cols)!r})"
@@ -213,6 +220,10 @@ class Operations:
         index_name = name or f"{collection}_{'_'.join(cols)}_{kind}"[:63]
         self._name(index_name, "index", what)
         heavy, budget_s = self._heavy(heavy, budget_s, what)
+        if maintenance_work_mem is not None and (problem := memory_problem(maintenance_work_mem)):
+            self._refuse(what, problem)
+        if parallel_workers is not None and (problem := workers_problem(parallel_workers)):
+            self._refuse(what, problem)
         self._record(
             CreateIndex(
                 collection,
@@ -223,6 +234,8 @@ class Operations:
                 concurrently,
                 heavy=heavy,
                 budget_s=budget_s,
+                maintenance_work_mem=maintenance_work_mem,
+                parallel_workers=parallel_workers,
             )
         )
 
@@ -242,17 +255,23 @@ class Operations:
         fn: BackfillFn,
         *,
         columns: Iterable[str],
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_size: int | None = None,
         where: str | None = None,
         heavy: bool = False,
         budget_s: float | None = None,
+        rate_limit_rows_s: float | None = None,
     ) -> None:
         """Fill ``column`` with ``fn(batch)``: ``batch`` is a ``pyarrow.RecordBatch`` holding only
         ``columns``, the result one value per row. Batch by batch, checkpointed in the dataset
         database: a killed backfill resumes after its last committed batch.
         ``heavy=True, budget_s=S`` as for ``create_index`` (an embedding service's backfill).
 
-        >>> op.backfill("chunks", "embedding_768", embed, columns=["text"], batch_size=500)
+        ``batch_size`` rows per call (unset: BACKFILL_BATCH_ROWS, 1000); ``rate_limit_rows_s``
+        at most that many rows a second, sleeping between batches (0: unlimited; unset:
+        BACKFILL_RATE_LIMIT_ROWS_S), to spare an embedding service or the dataset's server.
+
+        >>> op.backfill("chunks", "embedding_768", embed, columns=["text"], batch_size=500,
+        ...             rate_limit_rows_s=2000)
         """
         what = f"backfill({collection!r}, {column!r})"
         self._name(collection, "collection", what)
@@ -264,12 +283,24 @@ class Operations:
             self._name(source, "column", what)
         if not callable(fn):
             self._refuse(what, "fn must be callable: fn(batch) -> values")
-        if not isinstance(batch_size, int) or batch_size < 1:
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
             self._refuse(what, f"batch_size must be a positive integer, got {batch_size!r}")
         heavy, budget_s = self._heavy(heavy, budget_s, what)
+        if rate_limit_rows_s is not None and (problem := rate_problem(rate_limit_rows_s)):
+            self._refuse(what, problem)
         self._record(
             Backfill(
-                collection, column, fn, sources, batch_size, where, heavy=heavy, budget_s=budget_s
+                collection,
+                column,
+                fn,
+                sources,
+                batch_size,
+                where,
+                heavy=heavy,
+                budget_s=budget_s,
+                rate_limit_rows_s=rate_limit_rows_s,
             )
         )
 
@@ -283,7 +314,7 @@ class Operations:
         embed: BackfillFn,
         *,
         columns: Iterable[str],
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_size: int | None = None,
         index_kind: str | None = None,
         **index_params: Any,
     ) -> None:
