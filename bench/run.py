@@ -62,7 +62,7 @@ MODES = ("sequential", "inprocess", "celery")
 # The orchestration workload also runs Celery's floor: the same chord shape, no bookkeeping.
 ORCHESTRATION_MODES = (*MODES, "floor")
 FLOOR_MODULE = "bench.floor"
-SMALL_N = 40
+SMALL_N = 20
 # The remote workload's S3-compatible server answers each request after this long, as a real
 # store a few milliseconds away would.
 S3_LATENCY_MS = float(os.environ.get("BENCH_S3_LATENCY_MS", "5"))
@@ -552,7 +552,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def plan(args: argparse.Namespace) -> list[tuple[str, int, tuple[str, ...]]]:
-    workloads = args.workload or ["real", "orchestration", "steady"]
+    # --small (CI) runs the data workloads too, at a few datasets of a few hundred rows.
+    default_workloads = ["real", "orchestration", "steady"]
+    if args.small:
+        default_workloads += DATA_WORKLOADS
+    workloads = args.workload or default_workloads
     default_counts = {
         "real": [500],
         "orchestration": [1000, 10000],
