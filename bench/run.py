@@ -36,7 +36,7 @@ from typing import Any
 import psutil
 import redis
 
-from bench import provision
+from bench import data, provision
 from bench.entrypoint import install_noop_entry_point
 from bench.metrics import RedisSampler, TreeRssSampler
 from migrator.db import control_plane
@@ -59,12 +59,21 @@ VECTOR_DB = "bench_vectors"
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 WORKER_CONCURRENCY = 4
 MODES = ("sequential", "inprocess", "celery")
-SMALL_N = 40
+# The orchestration workload also runs Celery's floor: the same chord shape, no bookkeeping.
+ORCHESTRATION_MODES = (*MODES, "floor")
+FLOOR_MODULE = "bench.floor"
+SMALL_N = 20
 # The remote workload's S3-compatible server answers each request after this long, as a real
 # store a few milliseconds away would.
 S3_LATENCY_MS = float(os.environ.get("BENCH_S3_LATENCY_MS", "5"))
 S3_BUCKET = "migrator-bench"
-HEAD_VERSION = load_chain().head  # the bench runs the packaged chain
+HEAD_VERSION = load_chain().head  # the bench runs the packaged chain (but the data workload)
+DATA_WORKLOADS = ("data-lancedb", "data-pgvector")
+DATA_DB = "bench_data"
+DATA_TEMPLATE_DB = "bench_data_template"
+SMALL_ROWS = 500
+SMALL_DATA_N = 4
+RECORD_ROWS = 20_000
 
 
 @dataclass
@@ -99,6 +108,13 @@ class World:
     vector_dsn: str | None = None
     lancedb_root: Path | None = None
     generation: int = 0
+    # The data workload: where each mode's fresh copy of the filled datasets comes from.
+    data_template: Path | None = None
+    data_socket_dir: str | None = None
+    dataset_ids: list[str] = field(default_factory=list)
+    start_version: str | None = None
+    head_version: str | None = HEAD_VERSION
+    rows: int | None = None
 
     def settings(self) -> Settings:
         os.environ.update(self.env)
@@ -119,7 +135,12 @@ def pgvector_server() -> Iterator[str]:
 
 
 async def build_world(
-    workload: str, count: int, socket_dir: str | None, s3: S3Server | None = None
+    workload: str,
+    count: int,
+    socket_dir: str | None,
+    s3: S3Server | None = None,
+    rows: int = SMALL_ROWS,
+    index_threads: int = 1,
 ) -> World:
     await provision.recreate_database(ADMIN_DSN, CONTROL_DB)
     env = {
@@ -133,6 +154,8 @@ async def build_world(
     settings = world.settings()
     await upgrade_to_head(settings)
     version: str | None = None
+    if workload in DATA_WORKLOADS:
+        return await build_data_world(world, rows, socket_dir, index_threads)
     if workload == "real":
         assert socket_dir is not None
         url = f"postgresql:///{VECTOR_DB}?host={socket_dir}"
@@ -161,9 +184,59 @@ async def build_world(
     return world
 
 
+async def build_data_world(
+    world: World, rows: int, socket_dir: str | None, index_threads: int
+) -> World:
+    """D datasets at revision ``a`` holding ``rows`` rows each; the run applies ``b`` to ``d``."""
+    root = Path(tempfile.mkdtemp(prefix="bench-data-"))
+    folder = data.write_folder(root / "revisions", rows)
+    world.env.update(
+        VECTOR_MIGRATIONS=str(folder),
+        VECTOR_DIMENSION=str(data.DIMENSION),
+        # The same concurrency as the Celery worker's pool: the ratio measures the fan-out.
+        MIGRATION_CONCURRENCY=str(WORKER_CONCURRENCY),
+        VECTOR_STORE_ROOTS=str(root),
+    )
+    world.lancedb_root, world.rows = root, rows
+    world.start_version, world.head_version = data.FIRST_REVISION, data.HEAD_REVISION
+    settings = world.settings()
+    if world.workload == "data-lancedb":
+        world.data_template = await data.lance_template(folder, root / "template", rows)
+        provider, server_key = "lancedb", "local"
+        url_for = lambda dataset_id: str(root / dataset_id)  # noqa: E731
+    else:
+        assert socket_dir is not None
+        await data.pg_set_index_threads(socket_dir, index_threads)
+        world.data_socket_dir = socket_dir
+        url = f"postgresql:///{DATA_DB}?host={socket_dir}"
+        provider, server_key, url_for = "pgvector", f"{socket_dir}:5432", lambda _: url
+    async with control_plane(settings) as engine:
+        world.dataset_ids = await provision.provision(
+            engine, world.count, provider, url_for, server_key, data.FIRST_REVISION
+        )
+    if world.workload == "data-pgvector":
+        from migrator.vector.pgvector_adapter import schema_for
+
+        assert socket_dir is not None
+        schemas = [schema_for(dataset_id, {}) for dataset_id in world.dataset_ids]
+        await data.pg_template(folder, socket_dir, DATA_TEMPLATE_DB, schemas, rows)
+    return world
+
+
+def start_version(world: World) -> str | None:
+    if world.workload == "steady":
+        return HEAD_VERSION
+    return world.start_version
+
+
 async def reset_world(world: World) -> None:
     async with control_plane(world.settings()) as engine:
-        await provision.reset_versions(engine, HEAD_VERSION if world.workload == "steady" else None)
+        await provision.reset_versions(engine, start_version(world))
+    if world.data_template is not None and world.lancedb_root is not None:
+        data.lance_copies(world.data_template, world.lancedb_root, world.dataset_ids)
+    if world.data_socket_dir is not None:
+        await data.pg_copy(world.data_socket_dir, DATA_TEMPLATE_DB, DATA_DB)
+    async with control_plane(world.settings()) as engine:
         if world.workload == "remote":
             # Each mode migrates datasets from empty: new locations, as the first run did.
             world.generation += 1
@@ -194,7 +267,9 @@ def copy_lancedb_dirs(template: Path, ids: list[str]) -> None:
 # --- modes ------------------------------------------------------------------------------------
 
 
-async def sequential_loop(settings: Settings, *, open_every_dataset: bool) -> dict[str, Any]:
+async def sequential_loop(
+    settings: Settings, *, open_every_dataset: bool, head: str | None = HEAD_VERSION
+) -> dict[str, Any]:
     """Upstream's shape: one dataset after another in one process, with the same records.
 
     ``open_every_dataset`` is the steady-state baseline: a loop that opens each dataset to check
@@ -208,7 +283,7 @@ async def sequential_loop(settings: Settings, *, open_every_dataset: bool) -> di
             relational_before=relational.before,
             relational_after=relational.after,
         )
-        pending = await select_pending(engine, target=HEAD_VERSION, verify=open_every_dataset)
+        pending = await select_pending(engine, target=head, verify=open_every_dataset)
         await store.add_run_datasets(engine, run_id, pending)
         for dataset_id in pending:
             await migrate_registered(engine, settings, run_id, dataset_id)
@@ -242,7 +317,7 @@ def warm_up(world: World) -> None:
 
     async def all_at_head() -> None:
         async with control_plane(world.settings()) as engine:
-            await provision.reset_versions(engine, HEAD_VERSION)
+            await provision.reset_versions(engine, world.head_version)
 
     asyncio.run(all_at_head())
     enqueue_and_wait(world.env)
@@ -251,7 +326,11 @@ def warm_up(world: World) -> None:
 
 @contextmanager
 def celery_worker(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    command = worker_command(concurrency=WORKER_CONCURRENCY, loglevel="WARNING", hostname=None)
+    # The floor's tasks are loaded in every worker, so the job's and the floor's workers are
+    # the same command.
+    command = worker_command(
+        concurrency=WORKER_CONCURRENCY, loglevel="WARNING", include=FLOOR_MODULE, hostname=None
+    )
     process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env})
     try:
         _wait_for_worker(env)
@@ -295,13 +374,32 @@ def enqueue_and_wait(env: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def floor_and_wait(env: dict[str, str], count: int) -> dict[str, Any]:
+    """Celery's floor at ``count``, from a new process as ``migrator enqueue --wait`` is."""
+    done = subprocess.run(
+        [sys.executable, "-m", FLOOR_MODULE, "--count", str(count)],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.floor exited {done.returncode}: {done.stderr[-2000:]}")
+    body = json.loads(done.stdout)["body"]
+    ok = body.get("count") == count
+    return {"status": "succeeded" if ok else f"body saw {body}", "succeeded": body.get("count")}
+
+
 def run_mode(world: World, mode: str) -> ModeResult:
     asyncio.run(reset_world(world))
     settings = world.settings()
     worker_rss = redis_usage = None
     started = finished = time.perf_counter()
     if mode == "sequential":
-        outcome = asyncio.run(sequential_loop(settings, open_every_dataset=False))
+        outcome = asyncio.run(
+            sequential_loop(settings, open_every_dataset=False, head=world.head_version)
+        )
     elif mode == "verify-loop":
         outcome = asyncio.run(sequential_loop(settings, open_every_dataset=True))
     elif mode == "inprocess":
@@ -310,15 +408,21 @@ def run_mode(world: World, mode: str) -> ModeResult:
         outcome = asyncio.run(scheduled_check(settings, verify=mode == "check-verify"))
     else:
         with celery_worker(world.env) as worker:
-            warm_up(world)
+            if mode == "floor":
+                floor_and_wait(world.env, 8 * WORKER_CONCURRENCY)  # warm-up, as for the job
+            else:
+                warm_up(world)
             client = redis.Redis.from_url(REDIS_URL)
             with TreeRssSampler(worker.pid) as worker_rss, RedisSampler(client) as sampler:
                 started = time.perf_counter()
-                outcome = enqueue_and_wait(world.env)
+                if mode == "floor":
+                    outcome = floor_and_wait(world.env, world.count)
+                else:
+                    outcome = enqueue_and_wait(world.env)
                 # Stopped here: leaving the samplers joins their threads (up to one interval).
                 finished = time.perf_counter()
             redis_usage = sampler.usage
-    wall_s = (finished if mode == "celery" else time.perf_counter()) - started
+    wall_s = (finished if mode in ("celery", "floor") else time.perf_counter()) - started
     result = ModeResult(
         world.workload, world.count, mode, wall_s, outcome["status"], outcome["succeeded"]
     )
@@ -330,6 +434,10 @@ def run_mode(world: World, mode: str) -> ModeResult:
         result.largest_result_bytes = redis_usage.largest_result_bytes
         result.stored_results = redis_usage.result_count
         result.extra["run_duration_s"] = outcome.get("run_duration_s")
+    if world.rows is not None:
+        result.extra["rows"] = world.rows
+    # The machine is shared: every figure carries the load it was measured under.
+    result.extra["load_1m"] = f"{os.getloadavg()[0]:.2f}"
     print(
         f"  {world.workload:13} n={world.count:<6} {mode:11} {wall_s:8.2f}s "
         f"{result.ms_per_dataset:7.2f} ms/dataset  {outcome['status']}",
@@ -359,14 +467,17 @@ def machine() -> str:
 def table(results: list[ModeResult]) -> str:
     lines = [
         "| workload | N | mode | wall s | ms/dataset | vs sequential | vs in-process | "
-        "status | worker MB: RSS sum / PSS sum / largest child | Redis MB | largest result B |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "vs Celery floor | status | worker MB: RSS sum / PSS sum / largest child | Redis MB | "
+        "largest result B | load 1 min |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         peers = {p.mode: p for p in results if (p.workload, p.datasets) == (r.workload, r.datasets)}
         seq, inp = peers.get("sequential") or peers.get("verify-loop"), peers.get("inprocess")
         ratio_seq = f"{seq.wall_s / r.wall_s:.2f}x faster" if seq else "-"
         ratio_inp = f"{r.wall_s / inp.wall_s:.2f}x its time" if inp else "-"
+        floor = peers.get("floor")
+        ratio_floor = f"{r.wall_s / floor.wall_s:.2f}x its time" if floor else "-"
         rss = (
             f"{r.worker_peak_rss_mb:.0f} / {r.worker_peak_pss_mb:.0f} / "
             f"{r.worker_child_peak_rss_mb:.0f}"
@@ -375,10 +486,12 @@ def table(results: list[ModeResult]) -> str:
         )
         redis_mb = f"{r.redis_used_mb:.1f}" if r.redis_used_mb is not None else "-"
         largest = str(r.largest_result_bytes) if r.largest_result_bytes is not None else "-"
+        label = f" (R={r.extra['rows']})" if "rows" in r.extra else ""
         lines.append(
-            f"| {r.workload} | {r.datasets} | {r.mode} | {r.wall_s:.2f} | "
-            f"{r.ms_per_dataset:.2f} | {ratio_seq} | {ratio_inp} | {r.run_status} "
-            f"({r.succeeded} ok) | {rss} | {redis_mb} | {largest} |"
+            f"| {r.workload}{label} | {r.datasets} | {r.mode} | {r.wall_s:.2f} | "
+            f"{r.ms_per_dataset:.2f} | {ratio_seq} | {ratio_inp} | {ratio_floor} | "
+            f"{r.run_status} ({r.succeeded} ok) | {rss} | {redis_mb} | {largest} | "
+            f"{r.extra.get('load_1m', '-')} |"
         )
     return "\n".join(lines)
 
@@ -401,9 +514,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--workload",
-        choices=("real", "orchestration", "steady", "remote"),
+        choices=("real", "orchestration", "steady", "remote", *DATA_WORKLOADS),
         action="append",
-        help="repeatable; default: all three",
+        help="repeatable; default: real, orchestration, steady",
     )
     parser.add_argument(
         "--datasets",
@@ -413,25 +526,53 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="dataset counts (default: 500 real, 1000 10000 orchestration)",
     )
     parser.add_argument(
-        "--modes", nargs="+", choices=(*MODES, "verify-loop", "check", "check-verify"), default=None
+        "--modes",
+        nargs="+",
+        choices=(*ORCHESTRATION_MODES, "verify-loop", "check", "check-verify"),
+        default=None,
     )
-    parser.add_argument("--small", action="store_true", help=f"every workload at N={SMALL_N}")
+    parser.add_argument(
+        "--rows", type=int, default=None, help="data workloads: rows per dataset (default 20000)"
+    )
+    parser.add_argument(
+        "--index-threads",
+        type=int,
+        default=1,
+        choices=(0, 1),
+        help="data workloads: 1 = one thread per index build (LANCE_CPU_THREADS=1, PostgreSQL "
+        "max_parallel_maintenance_workers=0); 0 = the stores' defaults",
+    )
+    parser.add_argument(
+        "--small",
+        action="store_true",
+        help=f"every workload at N={SMALL_N} (data: {SMALL_DATA_N} datasets of {SMALL_ROWS} rows)",
+    )
     parser.add_argument("--record", action="store_true", help="append figures to RESULTS.md")
     return parser.parse_args(argv)
 
 
 def plan(args: argparse.Namespace) -> list[tuple[str, int, tuple[str, ...]]]:
-    workloads = args.workload or ["real", "orchestration", "steady"]
+    # --small (CI) runs the data workloads too, at a few datasets of a few hundred rows.
+    default_workloads = ["real", "orchestration", "steady"]
+    if args.small:
+        default_workloads += DATA_WORKLOADS
+    workloads = args.workload or default_workloads
     default_counts = {
         "real": [500],
         "orchestration": [1000, 10000],
         "steady": [10000],
         "remote": [100],
+        "data-lancedb": [100],
+        "data-pgvector": [100],
     }
-    default_modes = {"steady": ("verify-loop", "inprocess", "celery", "check", "check-verify")}
+    default_modes = {
+        "steady": ("verify-loop", "inprocess", "celery", "check", "check-verify"),
+        "orchestration": ORCHESTRATION_MODES,
+    }
     steps = []
     for workload in workloads:
-        counts = [SMALL_N] if args.small else (args.datasets or default_counts[workload])
+        small_n = SMALL_DATA_N if workload in DATA_WORKLOADS else SMALL_N
+        counts = [small_n] if args.small else (args.datasets or default_counts[workload])
         modes = tuple(args.modes or default_modes.get(workload, MODES))
         steps += [(workload, n, modes) for n in counts]
     return steps
@@ -449,13 +590,18 @@ def bench_s3(wanted: bool) -> Iterator[S3Server | None]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # Before LanceDB's runtime starts in this process or any child (the worker inherits it).
+    os.environ.update(data.index_thread_env(args.index_threads))
+    rows = args.rows or (SMALL_ROWS if args.small else RECORD_ROWS)
     install_noop_entry_point(Path(tempfile.mkdtemp(prefix="bench-entry-")))
     results: list[ModeResult] = []
     steps = plan(args)
     remote = any(workload == "remote" for workload, _, _ in steps)
     with pgvector_server() as socket_dir, bench_s3(remote) as s3:
         for workload, count, modes in steps:
-            world = asyncio.run(build_world(workload, count, socket_dir, s3))
+            world = asyncio.run(
+                build_world(workload, count, socket_dir, s3, rows, args.index_threads)
+            )
             results += [run_mode(world, mode) for mode in modes]
             if world.lancedb_root is not None:
                 shutil.rmtree(world.lancedb_root, ignore_errors=True)

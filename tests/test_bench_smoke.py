@@ -1,4 +1,5 @@
-"""CI keeps the benchmark harness working: every workload and mode at a small N.
+"""CI keeps the benchmark harness working: every workload and mode at a small N (the data
+workloads at a few datasets of a few hundred rows, Celery's floor beside the orchestration).
 
 Nothing about speed is asserted (figures live in bench/RESULTS.md); only that every mode ran
 to the end against the real services and migrated what it should.
@@ -13,6 +14,9 @@ import sys
 import pytest
 
 from tests.support.environment import PROJECT_ROOT
+
+# bench.run's SMALL_N, SMALL_DATA_N and SMALL_ROWS (not imported: it loads LanceDB at import).
+SMALL_N, SMALL_DATA_N, SMALL_ROWS = 20, 4, 500
 
 pytestmark = pytest.mark.slow
 
@@ -31,10 +35,17 @@ def test_bench_harness_runs_every_mode_at_small_n() -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ")][1:]
     modes = {tuple(cell.strip() for cell in row.split("|")[1:4]) for row in rows}
+    small, data_n = str(SMALL_N), str(SMALL_DATA_N)
     for workload in ("real", "orchestration"):
         for mode in ("sequential", "inprocess", "celery"):
-            assert (workload, "40", mode) in modes
+            assert (workload, small, mode) in modes
+    assert ("orchestration", small, "floor") in modes
     for mode in ("verify-loop", "inprocess", "celery", "check", "check-verify"):
-        assert ("steady", "40", mode) in modes
-    migrated = [row for row in rows if row.split("|")[1].strip() in ("real", "orchestration")]
-    assert all("succeeded (40 ok)" in row for row in migrated), migrated
+        assert ("steady", small, mode) in modes
+    for workload in ("data-lancedb", "data-pgvector"):
+        for mode in ("sequential", "inprocess", "celery"):
+            assert (f"{workload} (R={SMALL_ROWS})", data_n, mode) in modes
+    for row in rows:
+        if not row.startswith("| steady "):
+            count = data_n if row.startswith("| data-") else small
+            assert f"succeeded ({count} ok)" in row, row

@@ -108,6 +108,8 @@ class ServerSlot:
         self.limit = limit
         self.ttl_s = ttl_s
         self.token = uuid.uuid4().hex
+        # Seconds the holder waited for the slot: what it read before may be stale by then.
+        self.waited_s = 0.0
         self._acquire = client.register_script(_ACQUIRE)
         self._extend = client.register_script(_EXTEND)
 
@@ -190,13 +192,28 @@ async def server_slot(
     without a server key.
     """
     server_key = await reconnecting(engine, engine, lambda bind: server_key_of(bind, dataset_id))
+    async with slot_on(settings, client, server_key, dataset_id, beat) as slot:
+        yield slot
+
+
+@asynccontextmanager
+async def slot_on(
+    settings: Settings,
+    client: redis.Redis,
+    server_key: str | None,
+    dataset_id: str,
+    beat: Heartbeat,
+) -> AsyncIterator[ServerSlot | None]:
+    """``server_slot`` for a caller that read the dataset's server key already."""
     if server_key is None:
         yield None
         return
     slot = ServerSlot(
         client, server_key, settings.per_server_concurrency, settings.dataset_lock_ttl_s
     )
-    await acquire(slot, label=f"dataset={dataset_id}", outage_s=settings.dataset_lock_ttl_s)
+    slot.waited_s = await acquire(
+        slot, label=f"dataset={dataset_id}", outage_s=settings.dataset_lock_ttl_s
+    )
     beat.add(slot, slot.token)
     try:
         yield slot

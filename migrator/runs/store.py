@@ -613,3 +613,38 @@ async def run_status(engine: AsyncEngine, run_id: str) -> RunStatus:
     if status is None:
         raise RunNotFoundError(f"no migration run with id {run_id!r}")
     return RunStatus(status)
+
+
+@dataclass(frozen=True)
+class DeliveryReads:
+    """What a dataset's delivery reads before it migrates, in one query: its row in the run
+    (None when the dataset is not part of it), the run's options and the dataset's server."""
+
+    row: RunDatasetRow | None
+    options: dict[str, Any]
+    server_key: str | None
+
+
+async def delivery_reads(bind: Bind, run_id: str, dataset_id: str) -> DeliveryReads:
+    """The row, the run's options and the server key in one round trip (the subtask read them
+    in three, each on its own pooled connection with its pre-ping)."""
+    options = sa.select(runs.c.options).where(runs.c.id == run_id).scalar_subquery()
+    server_key = (
+        sa.select(dataset_databases.c.server_key)
+        .where(dataset_databases.c.dataset_id == dataset_id)
+        .scalar_subquery()
+    )
+    query = (
+        sa.select(
+            sa.literal(1).label("found"),
+            options.label("run_options"),
+            server_key.label("dataset_server_key"),
+            rows,
+        )
+        .select_from(sa.select(sa.literal(1).label("one")).subquery())
+        .outerjoin(rows, _row(run_id, dataset_id))
+    )
+    async with connection(bind) as conn:
+        found = (await conn.execute(query)).one()
+    row = RunDatasetRow(found.attempts, _outcome(found)) if found.run_id is not None else None
+    return DeliveryReads(row, dict(found.run_options or {}), found.dataset_server_key or None)

@@ -6,18 +6,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Awaitable
 from contextlib import nullcontext
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from migrator.constants import DATASET_LOCK_POLL_S, DEFAULT_ENGINE_ID
+from migrator.constants import DATASET_LOCK_POLL_S, DEFAULT_ENGINE_ID, SERVER_SLOT_POLL_S
 from migrator.datasets import dataset_name
-from migrator.db import reconnecting
+from migrator.db import Bind, reconnecting
 from migrator.errors import AttemptsExhaustedError, DatasetBusyError, RunNotFoundError
 from migrator.locks.heartbeat import heartbeat
 from migrator.locks.redis import LockRecord, Locks, acquire_waiting, release_quietly
 from migrator.locks.remote_store import holding_cross_machine
-from migrator.locks.slots import heavy_slot, server_slot
+from migrator.locks.slots import heavy_slot, slot_on
 from migrator.runs import store
 from migrator.runs.dataset import log_outcome, migrate_default_engine, migrate_registered
 from migrator.runs.heavy import run_heavy_datasets
@@ -43,6 +44,10 @@ async def migrate_one(
     # A delivery killed while holding the lock stops extending it: it lapses within one TTL.
     wait_s = settings.dataset_lock_ttl_s + 2 * DATASET_LOCK_POLL_S
     announced = False
+
+    def read(bind: Bind) -> Awaitable[store.DeliveryReads]:
+        return store.delivery_reads(bind, run_id, dataset_id)
+
     while not await acquire_waiting(lock, mine, wait_s):
         holder = lock.holder()
         if holder is not None and holder.run_id != run_id:
@@ -59,6 +64,8 @@ async def migrate_one(
         # One heartbeat for everything this delivery holds: its subtask lock, the run lock
         # and, once taken, one of PER_SERVER_CONCURRENCY slots of the dataset's server.
         with heartbeat([(lock, mine.token), (locks.run_lock(), run_id)]) as beat:
+            # One control-plane round trip for what the delivery reads before it migrates.
+            reads = await reconnecting(engine, engine, read)
             # A heavy dataset first takes one of HEAVY_PER_SERVER_CONCURRENCY heavy slots.
             heavy = await run_heavy_datasets(engine, settings, run_id, [dataset_id])
             capped = (
@@ -66,11 +73,17 @@ async def migrate_one(
                 if dataset_id in heavy
                 else nullcontext()
             )
-            async with capped, server_slot(engine, settings, locks.client, dataset_id, beat):
+            server = slot_on(settings, locks.client, reads.server_key, dataset_id, beat)
+            async with capped, server as slot:
+                if dataset_id in heavy or (
+                    slot is not None and slot.waited_s >= SERVER_SLOT_POLL_S
+                ):
+                    # The run may have ended while this delivery queued for its slots.
+                    reads = await reconnecting(engine, engine, read)
                 # The subtask lock works across machines: a remote LanceDB dataset needs no other
                 # lock on a SQLite control plane (migrator.locks.remote_store).
                 with holding_cross_machine(dataset_id):
-                    return await _migrate_locked(engine, settings, run_id, dataset_id)
+                    return await _migrate_locked(engine, settings, run_id, dataset_id, reads)
     finally:
         release_quietly(lock, mine.token)  # Redis down now must not undo a recorded outcome
 
@@ -109,11 +122,13 @@ async def _close_failed(
 
 
 async def _migrate_locked(
-    engine: AsyncEngine, settings: Settings, run_id: str, dataset_id: str
+    engine: AsyncEngine,
+    settings: Settings,
+    run_id: str,
+    dataset_id: str,
+    reads: store.DeliveryReads,
 ) -> DatasetOutcome:
-    row = await reconnecting(
-        engine, engine, lambda bind: store.get_run_dataset(bind, run_id, dataset_id)
-    )
+    row = reads.row
     if row is None:
         error = RunNotFoundError(f"dataset {dataset_id} is not part of run {run_id}")
         log.error("Subtask refused: %s.", error)
@@ -140,8 +155,7 @@ async def _migrate_locked(
         )
     if dataset_id == DEFAULT_ENGINE_ID and not settings.enable_backend_access_control:
         return await migrate_default_engine(engine, settings, run_id)
-    options = await store.run_options(engine, run_id)
-    budget = options.get("max_failures")
+    budget = reads.options.get("max_failures")
     return await migrate_registered(
         engine,
         settings,
