@@ -66,13 +66,17 @@ async def ensure_tables(conn: asyncpg.Connection, sql: PgSql) -> None:
         await conn.execute(
             f"CREATE TABLE IF NOT EXISTS {sql.table(CHECKPOINT_TABLE)} ("
             "revision text NOT NULL, step integer NOT NULL, position text NOT NULL, "
-            "saved_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (revision, step))"
+            "saved_at timestamptz NOT NULL DEFAULT now(), "
+            "rows_done bigint NOT NULL DEFAULT 0, PRIMARY KEY (revision, step))"
         )
         # Added later: datasets made before it get the column (catalog only, no rewrite).
-        await conn.execute(
-            f"ALTER TABLE {sql.table(CHECKPOINT_TABLE)} "
-            "ADD COLUMN IF NOT EXISTS rows_done bigint NOT NULL DEFAULT 0"
-        )
+        # Looked up first: ALTER ... IF NOT EXISTS would take a lock and a transaction id on
+        # every run, turning this read-only check into a write.
+        if not await column_exists(conn, sql.schema, CHECKPOINT_TABLE, "rows_done"):
+            await conn.execute(
+                f"ALTER TABLE {sql.table(CHECKPOINT_TABLE)} "
+                "ADD COLUMN rows_done bigint NOT NULL DEFAULT 0"
+            )
 
 
 async def history_exists(conn: asyncpg.Connection, sql: PgSql) -> bool:
