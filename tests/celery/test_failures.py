@@ -23,7 +23,8 @@ from tests.celery.helpers import received
 from tests.support.processes import ServiceProcess, wait_until
 from tests.support.rows import run_rows, runs
 
-pytestmark = pytest.mark.slow
+# Judged against wall-clock bounds: run alone, not beside another pytest worker.
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 LOCK_TTL_S = 2.0  # DATASET_LOCK_TTL_S in the Celery tests' environment
 
 

@@ -20,7 +20,8 @@ from tests.celery.helpers import json_out, received, record_idle_run
 from tests.support.processes import ServiceProcess, wait_until
 from tests.support.rows import run_rows, runs
 
-pytestmark = pytest.mark.slow
+# Judged against wall-clock bounds: run alone, not beside another pytest worker.
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 
 def test_three_triggers_at_once_make_one_run_and_two_attach(

@@ -28,7 +28,8 @@ from tests.faults.world import HEAD_VERSION, World
 from tests.support.environment import PROJECT_ROOT
 from tests.support.processes import wait_until
 
-pytestmark = pytest.mark.slow
+# Judged against wall-clock bounds: run alone, not beside another pytest worker.
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 STALE_AFTER_S = 6
 CHECK_INTERVAL_S = 1

@@ -17,7 +17,8 @@ from tests.faults.conftest import Scenario
 from tests.faults.fake_pg import StallingProxy
 from tests.faults.world import World
 
-pytestmark = pytest.mark.slow
+# Judged against wall-clock bounds: run alone, not beside another pytest worker.
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 QUERY_TIMEOUT_S = 3
 

@@ -21,6 +21,9 @@ from tests.support.migrations import control_plane_head
 from tests.support.revisions import HEAD
 from tests.support.services import REDIS_BASE_URL, REDIS_DB
 
+# Each test starts the CLI a dozen times; under load a start alone takes seconds.
+pytestmark = pytest.mark.timeout(300)
+
 PASSWORD = "Sup3r-S3cret-pw"
 COMMANDS = [
     [],
