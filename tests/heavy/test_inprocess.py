@@ -148,7 +148,8 @@ def test_the_stale_check_leaves_a_live_heavy_build_alone(
     heavy: bool,
 ) -> None:
     """RUN_STALE_AFTER_S shorter than the build: the check runs while the build is live. A
-    heavy dataset keeps its run moving; the same build undeclared leaves it idle, and stale.
+    heavy dataset keeps its run moving; the same build undeclared (and reporting no progress)
+    leaves it idle, and stale.
     (Twice the rows: the build must outlast the stale age on an idle machine too.)"""
     folder = slow_index_folder(tmp_path, heavy=False)
     _datasets_with_rows(make_settings, [pgvector_url()], folder, rows=2 * ROWS)
@@ -157,6 +158,8 @@ def test_the_stale_check_leaves_a_live_heavy_build_alone(
         VECTOR_MIGRATIONS=slow_index_folder(tmp_path, heavy=heavy, budget_s=120),
         DATASET_TIMEOUT_S=120,
         RUN_STALE_AFTER_S=2,
+        # Progress writes move the run too; none here, so only the heavy keep-alive can.
+        PROGRESS_INTERVAL_S=300,
         REDIS_URL=f"{REDIS_BASE_URL}/{REDIS_DB}",
     )
 
