@@ -26,7 +26,8 @@ from tests.faults.conftest import Scenario
 from tests.faults.world import World
 from worker import create_app
 
-pytestmark = pytest.mark.slow
+# Dozens of CLI starts in one test: under load (two pytest workers) well past 120 s.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 HOSTILE_NAMES = [
     "Robert'); DROP TABLE datasets;--",

@@ -17,7 +17,8 @@ from migrator.urls import MASK
 from tests.faults.conftest import Scenario, secret
 from tests.faults.world import World
 
-pytestmark = pytest.mark.slow
+# Dozens of CLI starts in one test: under load (two pytest workers) well past 120 s.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 def test_passwords_never_written_anywhere(world: World, scenario: Scenario) -> None:

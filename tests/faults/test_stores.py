@@ -20,7 +20,8 @@ from migrator.models import dataset_databases
 from tests.faults.conftest import Scenario, secret
 from tests.faults.world import World
 
-pytestmark = pytest.mark.slow
+# Dozens of CLI starts in one test: under load (two pytest workers) well past 120 s.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 ESC = "\x1b"
 
