@@ -13,7 +13,9 @@ from tests.faults.conftest import Scenario
 from tests.faults.world import Dataset, World
 from tests.support.processes import wait_until
 
-pytestmark = pytest.mark.slow
+# Outages shorter than the lock TTL, waited out on the clock: run alone, not beside another
+# pytest worker (once there, the deploy hook outlived its 120 s).
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 # Probe datasets that sleep this long, so migrations are in flight when the fault lands.
 IN_FLIGHT_S = (0.5, 1.0, 1.5, 2.0)
